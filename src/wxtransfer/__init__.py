@@ -1,0 +1,1 @@
+"""wxtransfer: wx.uploadFile / wx.downloadFile for Python, on libcurl."""
