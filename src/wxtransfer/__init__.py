@@ -1,1 +1,154 @@
-"""wxtransfer: wx.uploadFile / wx.downloadFile for Python, on libcurl."""
+"""wxtransfer: file uploads and downloads the way wx.uploadFile / wx.downloadFile define them.
+
+A call returns a task at once; progress, header and success/fail/complete callbacks run in
+order on one thread (or on your asyncio loop); ``task.result()`` and ``await task`` wait.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import wx
+from ._errors import (
+    AbortError,
+    FileError,
+    InvalidArgumentError,
+    NetworkError,
+    RuleError,
+    TimeoutError,
+    TransferError,
+)
+from ._results import (
+    DownloadFileResult,
+    DownloadProgress,
+    FileInfo,
+    HeadersReceived,
+    SavedFileInfo,
+    UploadFileResult,
+    UploadProgress,
+)
+from ._runtime import Runtime, __version__, default_runtime
+from ._task import DownloadTask, Task, UploadTask
+
+__all__ = [
+    "AbortError",
+    "DownloadFileResult",
+    "DownloadProgress",
+    "DownloadTask",
+    "FileError",
+    "FileInfo",
+    "HeadersReceived",
+    "InvalidArgumentError",
+    "NetworkError",
+    "RuleError",
+    "Runtime",
+    "SavedFileInfo",
+    "Task",
+    "TimeoutError",
+    "TransferError",
+    "UploadFileResult",
+    "UploadProgress",
+    "UploadTask",
+    "__version__",
+    "default_runtime",
+    "download_file",
+    "get_file_info",
+    "get_saved_file_info",
+    "get_saved_file_list",
+    "remove_saved_file",
+    "save_file",
+    "upload_file",
+    "wx",
+]
+
+
+def upload_file(
+    url: str,
+    file_path: str | os.PathLike[str],
+    name: str,
+    *,
+    header: Mapping[str, str] | None = None,
+    form_data: Mapping[str, str | int | float | bool] | None = None,
+    timeout: int | float | None = None,
+    success: Callable[[UploadFileResult], object] | None = None,
+    fail: Callable[[TransferError], object] | None = None,
+    complete: Callable[[Any], object] | None = None,
+    **options: bool,
+) -> UploadTask:
+    """Upload ``file_path`` as multipart field ``name`` with the default runtime.
+
+    ``timeout`` is in milliseconds. Returns an ``UploadTask`` at once; never raises.
+    """
+    return default_runtime().upload_file(
+        url,
+        file_path,
+        name,
+        header=header,
+        form_data=form_data,
+        timeout=timeout,
+        success=success,
+        fail=fail,
+        complete=complete,
+        **options,
+    )
+
+
+def download_file(
+    url: str,
+    *,
+    header: Mapping[str, str] | None = None,
+    file_path: str | os.PathLike[str] | None = None,
+    timeout: int | float | None = None,
+    success: Callable[[DownloadFileResult], object] | None = None,
+    fail: Callable[[TransferError], object] | None = None,
+    complete: Callable[[Any], object] | None = None,
+    **options: bool,
+) -> DownloadTask:
+    """Download ``url`` to a temp file (or ``file_path``) with the default runtime.
+
+    ``timeout`` is in milliseconds. Returns a ``DownloadTask`` at once; never raises.
+    """
+    return default_runtime().download_file(
+        url,
+        header=header,
+        file_path=file_path,
+        timeout=timeout,
+        success=success,
+        fail=fail,
+        complete=complete,
+        **options,
+    )
+
+
+def save_file(temp_file_path: str, file_path: str | None = None) -> str:
+    """Move a temp file into the saved-file store and return its saved path."""
+    return default_runtime().save_file(temp_file_path, file_path)
+
+
+def get_saved_file_list() -> list[SavedFileInfo]:
+    """Every saved file of the store."""
+    return default_runtime().get_saved_file_list()
+
+
+def get_saved_file_info(file_path: str) -> SavedFileInfo:
+    """Size and creation time of a saved file."""
+    return default_runtime().get_saved_file_info(file_path)
+
+
+def remove_saved_file(file_path: str) -> None:
+    """Delete a saved file."""
+    default_runtime().remove_saved_file(file_path)
+
+
+def get_file_info(file_path: str, digest_algorithm: str = "md5") -> FileInfo:
+    """Size and digest of a file (``md5``, ``sha1`` or ``sha256``)."""
+    return default_runtime().get_file_info(file_path, digest_algorithm)
+
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("wxtransfer._"):
+        _obj.__module__ = "wxtransfer"
+del _name, _obj

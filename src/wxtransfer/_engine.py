@@ -1,0 +1,294 @@
+"""The engine: one thread per runtime that owns a CurlMulti and every easy handle.
+
+libcurl handles are not thread-safe, so nothing else touches them: other threads post
+commands to a queue and write a byte to a wake-up pipe. The loop is libcurl's socket
+interface (``socket_action``) driven by a selector, as tornado's curl_httpclient does.
+Uploads and downloads each have their own limit of transfers in flight; the rest wait in
+order and start as others end.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import queue
+import selectors
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pycurl
+
+from ._errors import AbortError, Errno, TransferError
+from ._options import Api, Request
+from ._transport import Transfer, TransportConfig
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger("wxtransfer")
+
+_EVENTS = {
+    pycurl.POLL_IN: selectors.EVENT_READ,
+    pycurl.POLL_OUT: selectors.EVENT_WRITE,
+    pycurl.POLL_INOUT: selectors.EVENT_READ | selectors.EVENT_WRITE,
+}
+
+
+class Engine:
+    """Runs transfers for one runtime on its own thread."""
+
+    def __init__(
+        self,
+        config: TransportConfig,
+        limits: dict[Api, int],
+        timeouts: dict[Api, int],
+        name: str = "wxtransfer-engine",
+    ) -> None:
+        self._config = config
+        self._limits = limits
+        self._timeouts = timeouts
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._closing = False
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        # engine-thread state
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._fds: dict[int, int] = {}
+        self._timer_deadline: float | None = None
+        self._multi = pycurl.CurlMulti()
+        self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        self._waiting: dict[Api, collections.deque[Transfer]] = {
+            "uploadFile": collections.deque(),
+            "downloadFile": collections.deque(),
+        }
+        self._active: dict[Api, int] = {"uploadFile": 0, "downloadFile": 0}
+        self._by_handle: dict[Any, Transfer] = {}
+        self._by_task: dict[int, Transfer] = {}
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # ---- any thread ------------------------------------------------------------------
+
+    def submit(self, request: Request, task: Any) -> None:
+        """Queue a checked request; its outcome reaches ``task._report_done``."""
+        self._post(lambda: self._start(request, task))
+
+    def abort(self, task: Any) -> None:
+        self._post(lambda: self._abort(task))
+
+    def close(self, timeout: float | None = 10) -> None:
+        """Abort everything, stop the thread and free libcurl's handles."""
+        with self._lock:
+            if self._closing:
+                already = True
+            else:
+                already, self._closing = False, True
+        if not already:
+            self._commands.put(self._shutdown)
+            self._wake()
+        if threading.current_thread() is not self._thread:
+            self._closed.wait(timeout)
+
+    def _post(self, command: Callable[[], None]) -> None:
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                self._commands.put(command)
+        if closing:
+            command()  # the engine is gone: _start/_abort report the task as aborted
+            return
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"\0")
+
+    # ---- engine thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._closed.is_set():
+                timeout = None
+                if self._timer_deadline is not None:
+                    timeout = max(0.0, self._timer_deadline - time.monotonic())
+                events = self._selector.select(timeout)
+                for key, mask in events:
+                    fd = key.fd
+                    if fd == self._wake_r:
+                        self._drain_commands()
+                        if self._closed.is_set():
+                            return
+                        continue
+                    flags = 0
+                    if mask & selectors.EVENT_READ:
+                        flags |= pycurl.CSELECT_IN
+                    if mask & selectors.EVENT_WRITE:
+                        flags |= pycurl.CSELECT_OUT
+                    self._socket_action(fd, flags)
+                if self._timer_deadline is not None and time.monotonic() >= self._timer_deadline:
+                    self._timer_deadline = None
+                    self._socket_action(pycurl.SOCKET_TIMEOUT, 0)
+                self._collect()
+        except BaseException:  # pragma: no cover - a bug; fail every task rather than hang
+            logger.exception("wxtransfer engine crashed")
+            with contextlib.suppress(BaseException):
+                self._abort_everything()
+            self._closed.set()
+            raise
+
+    def _drain_commands(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command()
+
+    def _socket_action(self, fd: int, flags: int) -> None:
+        while True:
+            ret, _ = self._multi.socket_action(fd, flags)
+            if ret != pycurl.E_CALL_MULTI_PERFORM:
+                return
+
+    def _on_socket(self, event: int, fd: int, multi: Any, data: Any) -> None:
+        if event == pycurl.POLL_REMOVE:
+            if fd in self._fds:
+                del self._fds[fd]
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(fd)
+            return
+        mask = _EVENTS[event]
+        if fd in self._fds:
+            try:
+                self._selector.modify(fd, mask)
+            except (KeyError, ValueError, OSError):
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(fd)
+                self._selector.register(fd, mask)
+        else:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(fd)
+            self._selector.register(fd, mask)
+        self._fds[fd] = mask
+
+    def _on_timer(self, timeout_ms: int) -> None:
+        self._timer_deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
+
+    def _start(self, request: Request, task: Any) -> None:
+        if self._closed.is_set() or (
+            self._closing and threading.current_thread() is not self._thread
+        ):
+            task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
+            return
+        if not task._attach(self):
+            task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
+            return
+        transfer = Transfer(request, task, self._config)
+        self._by_task[id(task)] = transfer
+        self._waiting[request.api].append(transfer)
+        self._fill(request.api)
+
+    def _fill(self, api: Api) -> None:
+        waiting = self._waiting[api]
+        while waiting and self._active[api] < self._limits[api]:
+            transfer = waiting.popleft()
+            self._active[api] += 1
+            try:
+                transfer.start(self._timeouts[api])
+                self._by_handle[transfer.curl] = transfer
+                self._multi.add_handle(transfer.curl)
+            except pycurl.error as exc:
+                self._finish(transfer, transfer.failure(exc.args[0], str(exc.args[-1])))
+            except TransferError as exc:
+                self._finish(transfer, exc)
+
+    def _abort(self, task: Any) -> None:
+        transfer = self._by_task.get(id(task))
+        if transfer is None or transfer.task is not task:
+            return
+        api = transfer.api
+        if transfer in self._waiting[api]:
+            self._waiting[api].remove(transfer)
+            self._release(transfer)
+            return
+        self._finish(transfer, AbortError(f"{api}:fail abort", Errno.ABORT))
+
+    def _collect(self) -> None:
+        while True:
+            queued, ok, failed = self._multi.info_read()
+            for handle in ok:
+                transfer = self._by_handle.get(handle)
+                if transfer is not None:
+                    self._hop_done(transfer)
+            for handle, code, message in failed:
+                transfer = self._by_handle.get(handle)
+                if transfer is not None:
+                    self._finish(transfer, transfer.failure(code, message))
+            if not queued:
+                return
+
+    def _hop_done(self, transfer: Transfer) -> None:
+        self._multi.remove_handle(transfer.curl)
+        try:
+            target = transfer.next_hop()
+            if target is not None:
+                transfer.prepare_hop()
+                self._multi.add_handle(transfer.curl)
+                return
+            outcome: Any = transfer.result()
+        except TransferError as exc:
+            outcome = exc
+        except pycurl.error as exc:
+            outcome = transfer.failure(exc.args[0], str(exc.args[-1]))
+        self._finish(transfer, outcome, removed=True)
+
+    def _finish(self, transfer: Transfer, outcome: Any, removed: bool = False) -> None:
+        """End an active transfer: free its handle and slot, report, start the next."""
+        if not removed:
+            with contextlib.suppress(pycurl.error):
+                self._multi.remove_handle(transfer.curl)
+        self._by_handle.pop(transfer.curl, None)
+        self._by_task.pop(id(transfer.task), None)
+        if isinstance(outcome, TransferError):
+            transfer.discard()
+        transfer.close()
+        self._active[transfer.api] -= 1
+        transfer.task._report_done(outcome)
+        self._fill(transfer.api)
+
+    def _abort_everything(self) -> None:
+        """Report every waiting and active transfer as aborted, and free them."""
+        for waiting in self._waiting.values():
+            transfers = list(waiting)
+            waiting.clear()
+            for transfer in transfers:
+                self._release(transfer)
+        for transfer in list(self._by_handle.values()):
+            with contextlib.suppress(pycurl.error):
+                self._multi.remove_handle(transfer.curl)
+            self._release(transfer)
+
+    def _release(self, transfer: Transfer) -> None:
+        self._by_handle.pop(transfer.curl, None)
+        self._by_task.pop(id(transfer.task), None)
+        transfer.close()
+        transfer.task._report_done(AbortError(f"{transfer.api}:fail abort", Errno.ABORT))
+
+    def _shutdown(self) -> None:
+        self._abort_everything()
+        self._multi.close()
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._closed.set()

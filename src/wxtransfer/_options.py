@@ -1,0 +1,299 @@
+"""Options: check a call's arguments and turn them into a request the engine can run.
+
+Every check here runs before anything is sent, so a bad call fails without a request.
+"""
+
+from __future__ import annotations
+
+import math
+import mimetypes
+import os
+import stat
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._errors import Errno, FileError, InvalidArgumentError, TransferError
+
+__all__ = ["Api", "Request", "js_number", "validate_download", "validate_upload"]
+
+Api = Literal["uploadFile", "downloadFile"]
+Callback = Callable[[Any], Any]
+
+_FORBIDDEN_HEADERS = {"referer"}
+
+
+@dataclass(slots=True)
+class Request:
+    """A checked call: everything the engine needs, nothing left to validate."""
+
+    api: Api
+    url: str
+    headers: list[tuple[str, str]]
+    timeout_ms: int | None  # None: the runtime's default; 0: no limit
+    # upload
+    file_path: str | None = None
+    name: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    form_data: list[tuple[str, str]] = field(default_factory=list)
+    # download
+    target_path: str | None = None
+    # both
+    enable_http2: bool = False
+    enable_quic: bool = False
+    enable_profile: bool = True
+
+
+def _param_error(api: Api, what: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"{api}:fail parameter error: {what}", Errno.INVALID_ARGUMENT)
+
+
+def js_number(value: int | float) -> str:
+    """Format a number as JavaScript's ``String(n)`` does (``1.0`` -> ``"1"``, ``1e21``)."""
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "0"
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    text = repr(value)
+    mantissa, _, exp_text = text.partition("e")
+    if not exp_text:
+        return text
+    exponent = int(exp_text)
+    if -7 < exponent < 21:
+        # JavaScript writes these in plain notation.
+        return format(value, "f").rstrip("0").rstrip(".")
+    sign = "+" if exponent > 0 else "-"
+    return f"{mantissa}e{sign}{abs(exponent)}"
+
+
+def _check_url(api: Api, url: object) -> str:
+    if url is None or url == "":
+        raise _param_error(api, "url is required")
+    if not isinstance(url, str):
+        raise _param_error(api, f"url should be a str, not {type(url).__name__}")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise InvalidArgumentError(f"{api}:fail invalid URL: {exc}", Errno.INVALID_URL) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidArgumentError(
+            f"{api}:fail invalid URL: scheme must be http or https, got {url!r}",
+            Errno.INVALID_URL,
+        )
+    if not parts.hostname:
+        raise InvalidArgumentError(f"{api}:fail invalid URL: no host in {url!r}", Errno.INVALID_URL)
+    if any(c in url for c in "\r\n\t\x00 "):
+        raise InvalidArgumentError(
+            f"{api}:fail invalid URL: whitespace or control character in {url!r}",
+            Errno.INVALID_URL,
+        )
+    return url
+
+
+def _header_value(api: Api, key: str, value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return js_number(value)
+    if isinstance(value, str):
+        return value
+    raise _param_error(
+        api, f"header {key!r} should be a str or a number, not {type(value).__name__}"
+    )
+
+
+def _check_headers(api: Api, header: object) -> list[tuple[str, str]]:
+    if header is None:
+        return []
+    if not isinstance(header, Mapping):
+        raise _param_error(api, f"header should be a dict, not {type(header).__name__}")
+    out: list[tuple[str, str]] = []
+    for key, raw in header.items():
+        if not isinstance(key, str) or not key:
+            raise _param_error(api, f"header names should be non-empty str, got {key!r}")
+        if key.lower() in _FORBIDDEN_HEADERS:
+            raise _param_error(api, "header may not set Referer (the platform fixes it)")
+        if any(c in key for c in "\r\n:\x00 \t"):
+            raise _param_error(api, f"header name {key!r} contains a forbidden character")
+        value = _header_value(api, key, raw)
+        if any(c in value for c in "\r\n\x00"):
+            raise _param_error(api, f"header {key!r} contains CR, LF or NUL in its value")
+        out.append((key, value))
+    return out
+
+
+def _check_form_data(api: Api, form_data: object) -> list[tuple[str, str]]:
+    if form_data is None:
+        return []
+    if not isinstance(form_data, Mapping):
+        raise _param_error(api, f"formData should be a dict, not {type(form_data).__name__}")
+    out: list[tuple[str, str]] = []
+    for key, value in form_data.items():
+        if not isinstance(key, str) or not key:
+            raise _param_error(api, f"formData keys should be non-empty str, got {key!r}")
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float):
+            text = js_number(value)
+        elif isinstance(value, str):
+            text = value
+        else:
+            raise _param_error(
+                api,
+                f"formData[{key!r}] should be a str, bool or number, not {type(value).__name__}",
+            )
+        out.append((key, text))
+    return out
+
+
+def _check_timeout(api: Api, timeout: object) -> int | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise _param_error(api, f"timeout should be a number of milliseconds, not {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise _param_error(api, f"timeout should be >= 0 milliseconds, got {timeout!r}")
+    if math.isinf(timeout):
+        return 0
+    return max(1, math.ceil(timeout)) if timeout else 0
+
+
+def _check_path(api: Api, what: str, value: object) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    if not isinstance(value, str) or not value:
+        raise _param_error(api, f"{what} should be a non-empty path")
+    if "\x00" in value:
+        raise _param_error(api, f"{what} contains a NUL character")
+    return value
+
+
+def _check_flag(api: Api, what: str, value: object) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _param_error(api, f"{what} should be a bool, not {type(value).__name__}")
+    return value
+
+
+def check_callbacks(api: Api, **callbacks: object) -> None:
+    for what, fn in callbacks.items():
+        if fn is not None and not callable(fn):
+            raise _param_error(api, f"{what} should be callable, not {type(fn).__name__}")
+
+
+def _upload_file_error(path: str) -> TransferError | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return FileError(f"uploadFile:fail file not found {path}", Errno.INVALID_ARGUMENT)
+    except PermissionError:
+        return FileError(f"uploadFile:fail permission denied {path}", Errno.INVALID_ARGUMENT)
+    except OSError as exc:
+        return FileError(f"uploadFile:fail {exc.strerror} {path}", Errno.INVALID_ARGUMENT)
+    if stat.S_ISDIR(st.st_mode):
+        return FileError(f"uploadFile:fail is a directory {path}", Errno.INVALID_ARGUMENT)
+    if not os.access(path, os.R_OK):
+        return FileError(f"uploadFile:fail permission denied {path}", Errno.INVALID_ARGUMENT)
+    return None
+
+
+def validate_upload(
+    url: object,
+    file_path: object,
+    name: object,
+    *,
+    header: object = None,
+    form_data: object = None,
+    timeout: object = None,
+    enable_http2: object = False,
+    enable_quic: object = False,
+    enable_profile: object = True,
+) -> Request:
+    """Check an upload call; raise the error its ``fail`` should receive."""
+    api: Api = "uploadFile"
+    checked_url = _check_url(api, url)
+    if file_path is None:
+        raise _param_error(api, "filePath is required")
+    path = _check_path(api, "filePath", file_path)
+    if not isinstance(name, str) or not name:
+        raise _param_error(api, "name should be a non-empty str (the multipart field name)")
+    headers = _check_headers(api, header)
+    fields = _check_form_data(api, form_data)
+    timeout_ms = _check_timeout(api, timeout)
+    error = _upload_file_error(path)
+    if error is not None:
+        raise error
+    filename = os.path.basename(path.rstrip(os.sep)) or "file"
+    content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    return Request(
+        api=api,
+        url=checked_url,
+        headers=headers,
+        timeout_ms=timeout_ms,
+        file_path=path,
+        name=name,
+        filename=filename,
+        content_type=content_type,
+        form_data=fields,
+        enable_http2=_check_flag(api, "enableHttp2", enable_http2),
+        enable_quic=_check_flag(api, "enableQuic", enable_quic),
+        enable_profile=enable_profile is None or _check_flag(api, "enableProfile", enable_profile),
+    )
+
+
+def validate_download(
+    url: object,
+    *,
+    header: object = None,
+    file_path: object = None,
+    timeout: object = None,
+    enable_http2: object = False,
+    enable_quic: object = False,
+    enable_profile: object = True,
+) -> Request:
+    """Check a download call, including that ``file_path`` can be written, before sending."""
+    api: Api = "downloadFile"
+    checked_url = _check_url(api, url)
+    headers = _check_headers(api, header)
+    timeout_ms = _check_timeout(api, timeout)
+    target: str | None = None
+    if file_path is not None:
+        target = os.path.abspath(_check_path(api, "filePath", file_path))
+        folder = os.path.dirname(target)
+        if os.path.isdir(target):
+            raise FileError(
+                f"downloadFile:fail download save file error: {target} is a directory",
+                Errno.SAVE_FILE_ERROR,
+            )
+        if not os.path.isdir(folder):
+            raise FileError(
+                f"downloadFile:fail download save file error: no such folder {folder}",
+                Errno.SAVE_FILE_ERROR,
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise FileError(
+                f"downloadFile:fail permission denied can not open file {target}",
+                Errno.PERMISSION_DENIED,
+            )
+    return Request(
+        api=api,
+        url=checked_url,
+        headers=headers,
+        timeout_ms=timeout_ms,
+        target_path=target,
+        enable_http2=_check_flag(api, "enableHttp2", enable_http2),
+        enable_quic=_check_flag(api, "enableQuic", enable_quic),
+        enable_profile=enable_profile is None or _check_flag(api, "enableProfile", enable_profile),
+    )

@@ -1,0 +1,360 @@
+"""The runtime: configuration, the engine and dispatcher it owns, and the calls users make.
+
+Module-level functions use a default runtime made on first use. At interpreter exit every
+runtime waits for its tasks to finish and their callbacks to run (as Node.js would), then
+closes: its temp files are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pycurl
+
+from . import _files
+from ._dispatch import Dispatcher, LoopDispatcher, ThreadDispatcher
+from ._engine import Engine
+from ._errors import AbortError, Errno, TransferError
+from ._options import Api, check_callbacks, validate_download, validate_upload
+from ._results import FileInfo, SavedFileInfo
+from ._task import DownloadTask, Task, UploadTask
+from ._transport import TransportConfig
+
+__all__ = ["Runtime", "default_runtime"]
+
+__version__ = "0.1.0"
+DEFAULT_TIMEOUT_MS = 60000
+DEFAULT_CONCURRENCY = 10
+_SYSTEM_CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+)
+
+
+def _system_ca_bundle() -> str | None:
+    for path in _SYSTEM_CA_BUNDLES:
+        if os.path.isfile(path):
+            return path
+    try:
+        import certifi  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return str(certifi.where())
+
+
+class Runtime:
+    """A configured runtime: timeouts, concurrency limits, temp and saved-file folders.
+
+    ``network_timeout`` takes app.json's ``networkTimeout`` keys (``uploadFile``,
+    ``downloadFile``) in milliseconds; ``resolve`` maps host names to addresses like curl's
+    ``--resolve``; ``ca_file`` adds a CA bundle to the system's trusted ones.
+    Closing a runtime (``close()`` or leaving its ``with`` block) aborts what still runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        network_timeout: Mapping[str, int] | None = None,
+        max_concurrent_uploads: int = DEFAULT_CONCURRENCY,
+        max_concurrent_downloads: int = DEFAULT_CONCURRENCY,
+        temp_dir: str | os.PathLike[str] | None = None,
+        home: str | os.PathLike[str] | None = None,
+        resolve: Mapping[str, str] | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        timeouts = dict(network_timeout or {})
+        unknown = set(timeouts) - {"uploadFile", "downloadFile", "request", "connectSocket"}
+        if unknown:
+            raise ValueError(f"network_timeout has unknown keys {sorted(unknown)}")
+        for key, value in timeouts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"network_timeout[{key!r}] should be milliseconds >= 0")
+        for what, limit in (
+            ("max_concurrent_uploads", max_concurrent_uploads),
+            ("max_concurrent_downloads", max_concurrent_downloads),
+        ):
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"{what} should be an int >= 1, not {limit!r}")
+        if ca_file is not None and not os.path.isfile(ca_file):
+            raise ValueError(f"ca_file {os.fspath(ca_file)!r} is not a file")
+        self._timeouts: dict[Api, int] = {
+            "uploadFile": timeouts.get("uploadFile", DEFAULT_TIMEOUT_MS),
+            "downloadFile": timeouts.get("downloadFile", DEFAULT_TIMEOUT_MS),
+        }
+        self._limits: dict[Api, int] = {
+            "uploadFile": max_concurrent_uploads,
+            "downloadFile": max_concurrent_downloads,
+        }
+        self._resolve = {k.lower(): v for k, v in (resolve or {}).items()}
+        self._ca_file = os.fspath(ca_file) if ca_file is not None else None
+        self._temp = _files.TempFolder(os.fspath(temp_dir) if temp_dir is not None else None)
+        home_path = Path(home) if home is not None else _files.default_home()
+        self._store = _files.SavedFileStore(home_path / "saved_files", self._temp)
+        self._dispatcher = ThreadDispatcher()
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._tasks: set[Task[Any, Any]] = set()
+        _live_runtimes.add(self)
+
+    # ---- transfers -------------------------------------------------------------------
+
+    def upload_file(
+        self,
+        url: str,
+        file_path: str | os.PathLike[str],
+        name: str,
+        *,
+        header: Mapping[str, str] | None = None,
+        form_data: Mapping[str, str | int | float | bool] | None = None,
+        timeout: int | float | None = None,
+        success: Callable[[Any], object] | None = None,
+        fail: Callable[[TransferError], object] | None = None,
+        complete: Callable[[Any], object] | None = None,
+        enable_http2: bool = False,
+        enable_quic: bool = False,
+        enable_profile: bool = True,
+    ) -> UploadTask:
+        """POST ``file_path`` as multipart/form-data field ``name``; returns at once.
+
+        ``timeout`` is in milliseconds (0: no limit). Never raises: every failure reaches
+        ``fail`` and ``task.result()``.
+        """
+        task = UploadTask(
+            "uploadFile",
+            self._dispatcher_for_caller(),
+            **_callables(success=success, fail=fail, complete=complete),
+        )
+        try:
+            check_callbacks("uploadFile", success=success, fail=fail, complete=complete)
+            request = validate_upload(
+                url,
+                file_path,
+                name,
+                header=header,
+                form_data=form_data,
+                timeout=timeout,
+                enable_http2=enable_http2,
+                enable_quic=enable_quic,
+                enable_profile=enable_profile,
+            )
+        except TransferError as exc:
+            task._report_done(exc)
+            return task
+        self._submit(request, task)
+        return task
+
+    def download_file(
+        self,
+        url: str,
+        *,
+        header: Mapping[str, str] | None = None,
+        file_path: str | os.PathLike[str] | None = None,
+        timeout: int | float | None = None,
+        success: Callable[[Any], object] | None = None,
+        fail: Callable[[TransferError], object] | None = None,
+        complete: Callable[[Any], object] | None = None,
+        enable_http2: bool = False,
+        enable_quic: bool = False,
+        enable_profile: bool = True,
+    ) -> DownloadTask:
+        """GET ``url`` into a temp file, or into ``file_path`` once complete; returns at once.
+
+        ``timeout`` is in milliseconds (0: no limit). Never raises: every failure reaches
+        ``fail`` and ``task.result()``.
+        """
+        task = DownloadTask(
+            "downloadFile",
+            self._dispatcher_for_caller(),
+            **_callables(success=success, fail=fail, complete=complete),
+        )
+        try:
+            check_callbacks("downloadFile", success=success, fail=fail, complete=complete)
+            request = validate_download(
+                url,
+                header=header,
+                file_path=file_path,
+                timeout=timeout,
+                enable_http2=enable_http2,
+                enable_quic=enable_quic,
+                enable_profile=enable_profile,
+            )
+        except TransferError as exc:
+            task._report_done(exc)
+            return task
+        self._submit(request, task)
+        return task
+
+    def _dispatcher_for_caller(self) -> Dispatcher:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._dispatcher
+        return LoopDispatcher(loop, self._dispatcher)
+
+    def _submit(self, request: Any, task: Task[Any, Any]) -> None:
+        with self._lock:
+            if self._closed:
+                engine = None
+            else:
+                if self._engine is None:
+                    self._engine = self._make_engine()
+                engine = self._engine
+                self._tasks.add(task)
+        if engine is None:
+            task._report_done(
+                AbortError(f"{request.api}:fail abort: the runtime is closed", Errno.ABORT)
+            )
+            return
+        task._add_done_callback(lambda: self._tasks.discard(task))
+        engine.submit(request, task)
+
+    def _make_engine(self) -> Engine:
+        ca = _system_ca_bundle()
+        if self._ca_file is not None:
+            combined = os.path.join(self._temp.path(), ".ca-bundle.pem")
+            with open(combined, "wb") as out:
+                for part in (ca, self._ca_file):
+                    if part:
+                        with open(part, "rb") as src:
+                            out.write(src.read().rstrip(b"\n") + b"\n")
+            ca = combined
+        libcurl = pycurl.version_info()[1]
+        config = TransportConfig(
+            temp_dir=self._temp.path,
+            ca_file=ca,
+            resolve=self._resolve,
+            user_agent=f"wxtransfer/{__version__} libcurl/{libcurl}",
+        )
+        return Engine(config, self._limits, self._timeouts)
+
+    # ---- saved files -----------------------------------------------------------------
+
+    def save_file(self, temp_file_path: str, file_path: str | None = None) -> str:
+        """Move a temp file of this runtime into the saved-file store; return its new path."""
+        return self._store.save(temp_file_path, file_path)
+
+    def get_saved_file_list(self) -> list[SavedFileInfo]:
+        """Every saved file: path, size, creation time (seconds)."""
+        return self._store.list()
+
+    def get_saved_file_info(self, file_path: str) -> SavedFileInfo:
+        """Size and creation time of one saved file."""
+        return self._store.info(file_path)
+
+    def remove_saved_file(self, file_path: str) -> None:
+        """Delete a saved file (only files in the store; anything else is refused)."""
+        self._store.remove(file_path)
+
+    def get_file_info(self, file_path: str, digest_algorithm: str = "md5") -> FileInfo:
+        """Size and digest (``md5``, ``sha1`` or ``sha256``, lowercase hex) of a file."""
+        return _files.get_file_info(file_path, digest_algorithm)
+
+    @property
+    def saved_files_dir(self) -> Path:
+        """The folder saved files are kept in."""
+        return self._store.root
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every task has finished and its callbacks have run."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._tasks)
+            if not pending:
+                return True
+            for task in pending:
+                while not task._wait_callbacks(0.1):
+                    if task.done() and isinstance(task._dispatcher, LoopDispatcher):
+                        if not task._dispatcher.loop_alive():
+                            self._tasks.discard(task)
+                            break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return False
+
+    def close(self) -> None:
+        """Abort what still runs, stop the engine, remove temp files. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            engine = self._engine
+        if engine is not None:
+            engine.close()
+        self._dispatcher.close(timeout=10)
+        self._temp.cleanup()
+        _live_runtimes.discard(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Runtime {state}, {len(self._tasks)} tasks>"
+
+
+def _callables(**callbacks: Any) -> dict[str, Any]:
+    return {k: (v if callable(v) else None) for k, v in callbacks.items()}
+
+
+_live_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
+_default: Runtime | None = None
+_default_lock = threading.Lock()
+
+
+def default_runtime() -> Runtime:
+    """The runtime the module-level functions use, made on first use."""
+    global _default
+    with _default_lock:
+        if _default is None or _default.closed:
+            _default = Runtime()
+        return _default
+
+
+def _at_exit() -> None:
+    """Let running tasks finish and their callbacks run, then close every runtime."""
+    for runtime in list(_live_runtimes):
+        try:
+            runtime.wait_idle()
+        except KeyboardInterrupt:
+            pass
+        runtime.close()
+
+
+def _register_at_exit() -> None:
+    # threading's hook runs before daemon threads stop, so the dispatcher can still run
+    # callbacks; concurrent.futures uses the same hook.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(_at_exit)
+    else:  # pragma: no cover
+        import atexit
+
+        atexit.register(_at_exit)
+
+
+_register_at_exit()

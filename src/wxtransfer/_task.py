@@ -1,0 +1,299 @@
+"""Tasks: what upload_file / download_file return. State, listeners, result, await.
+
+The engine reports events with the ``_report_*`` methods from its own thread; every user
+callable runs on the task's dispatcher, one at a time and in the order the events happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._dispatch import Dispatcher, run_callback
+from ._errors import AbortError, Errno, TransferError
+from ._options import Api
+from ._results import (
+    DownloadFileResult,
+    DownloadProgress,
+    HeadersReceived,
+    UploadFileResult,
+    UploadProgress,
+)
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = ["DownloadTask", "Task", "UploadTask"]
+
+logger = logging.getLogger("wxtransfer")
+
+R = TypeVar("R", UploadFileResult, DownloadFileResult)
+P = TypeVar("P", UploadProgress, DownloadProgress)
+Listener = Callable[[Any], object]
+
+
+class Task(Generic[R, P]):
+    """A transfer under way. Created by the runtime; never instantiate it yourself."""
+
+    def __init__(
+        self,
+        api: Api,
+        dispatcher: Dispatcher,
+        *,
+        success: Callable[[R], object] | None = None,
+        fail: Callable[[TransferError], object] | None = None,
+        complete: Callable[[R | TransferError], object] | None = None,
+    ) -> None:
+        self._api = api
+        self._dispatcher = dispatcher
+        self._success: Callable[[R], object] | None = success
+        self._fail: Callable[[TransferError], object] | None = fail
+        self._complete: Callable[[R | TransferError], object] | None = complete
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+        self._progress_listeners: list[Listener] = []
+        self._headers_listeners: list[Listener] = []
+        self._last_progress: P | None = None  # latest delivered, for late listeners
+        self._last_headers: HeadersReceived | None = None
+        self._outcome: R | TransferError | None = None
+        self._finished = False  # success/fail has been dispatched
+        self._callbacks_done = threading.Event()
+        self._done_callbacks: list[Callable[[], object]] = []
+        self._abort_requested = False
+        self._unobserved = False
+
+    # ---- the platform's task methods -------------------------------------------------
+
+    def abort(self) -> None:
+        """Abort the task: ``fail`` gets ``<api>:fail abort``, then ``complete``.
+
+        Idempotent, from any thread or callback; does nothing once the task is done.
+        """
+        with self._lock:
+            if self._outcome is not None or self._abort_requested:
+                return
+            self._abort_requested = True
+            engine = self._engine
+        if engine is not None:
+            engine.abort(self)
+        else:
+            self._report_done(AbortError(f"{self._api}:fail abort", Errno.ABORT))
+
+    def on_progress_update(self, listener: Callable[[P], object]) -> None:
+        """Call ``listener`` with each progress event (at once with the latest, if any)."""
+        self._add_listener(self._progress_listeners, listener, lambda: self._last_progress)
+
+    def off_progress_update(self, listener: Callable[[P], object] | None = None) -> None:
+        """Remove ``listener``, or every progress listener when none is given."""
+        self._remove_listener(self._progress_listeners, listener)
+
+    def on_headers_received(self, listener: Callable[[HeadersReceived], object]) -> None:
+        """Call ``listener`` with the response headers (at once, if they already arrived)."""
+        self._add_listener(self._headers_listeners, listener, lambda: self._last_headers)
+
+    def off_headers_received(
+        self, listener: Callable[[HeadersReceived], object] | None = None
+    ) -> None:
+        """Remove ``listener``, or every headers listener when none is given."""
+        self._remove_listener(self._headers_listeners, listener)
+
+    onProgressUpdate = on_progress_update
+    offProgressUpdate = off_progress_update
+    onHeadersReceived = on_headers_received
+    offHeadersReceived = off_headers_received
+
+    # ---- the Python face ---------------------------------------------------------------
+
+    def done(self) -> bool:
+        """Whether the outcome is known (success or failure)."""
+        return self._outcome is not None
+
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the outcome and return it, or raise its ``TransferError``.
+
+        ``timeout`` is in seconds; when it runs out, builtin ``TimeoutError`` is raised and
+        the task goes on. Returns once ``success``/``fail`` and ``complete`` have run.
+        """
+        if not self._dispatcher.is_current():
+            if not self._callbacks_done.wait(timeout):
+                raise builtins_timeout(f"{self._api} task not done after {timeout} s")
+        elif self._outcome is None:
+            raise RuntimeError(
+                "task.result() called from a callback before the task is done: it would "
+                "block the thread the task's own callbacks run on; use the complete callback"
+            )
+        outcome = self._outcome
+        assert outcome is not None
+        self._unobserved = False
+        if isinstance(outcome, TransferError):
+            raise outcome
+        return outcome
+
+    def exception(self, timeout: float | None = None) -> TransferError | None:
+        """Wait like ``result()`` and return the failure, or None on success."""
+        try:
+            self.result(timeout)
+        except TransferError as exc:
+            return exc
+        return None
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> R:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def on_done() -> None:
+            if self._dispatcher.is_current():
+                wake()
+            else:
+                try:
+                    loop.call_soon_threadsafe(wake)
+                except RuntimeError:
+                    pass
+
+        self._add_done_callback(on_done)
+        try:
+            await future
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+        return self.result(0)
+
+    def __repr__(self) -> str:
+        state = "done" if self._outcome is not None else "running"
+        return f"<{type(self).__name__} {self._api} {state}>"
+
+    # ---- engine side -------------------------------------------------------------------
+
+    def _attach(self, engine: Engine) -> bool:
+        """Bind to the engine; False when abort() already ran."""
+        with self._lock:
+            self._engine = engine
+            return not self._abort_requested
+
+    def _report_progress(self, event: P) -> None:
+        self._dispatcher.call(lambda: self._deliver(event, self._progress_listeners, True))
+
+    def _report_headers(self, event: HeadersReceived) -> None:
+        self._dispatcher.call(lambda: self._deliver(event, self._headers_listeners, False))
+
+    def _report_done(self, outcome: R | TransferError) -> bool:
+        """Record the outcome once; later reports are ignored. True if this one counted."""
+        with self._lock:
+            if self._outcome is not None:
+                return False
+            self._outcome = outcome
+        self._dispatcher.call(self._deliver_outcome)
+        return True
+
+    # ---- dispatcher side ---------------------------------------------------------------
+
+    def _deliver(self, event: Any, listeners: list[Listener], progress: bool) -> None:
+        if self._finished:
+            return
+        if progress:
+            self._last_progress = event
+        else:
+            self._last_headers = event
+        for fn in list(listeners):
+            _call(fn, event)
+
+    def _add_listener(
+        self, listeners: list[Listener], fn: Listener, latest: Callable[[], object]
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"listener should be callable, not {type(fn).__name__}")
+
+        def add() -> None:
+            listeners.append(fn)
+            event = latest()
+            if event is not None and not self._finished:
+                _call(fn, event)
+
+        if self._dispatcher.is_current():
+            listeners.append(fn)
+            event = latest()
+            if event is not None and not self._finished:
+                self._dispatcher.call(lambda: None if self._finished else _call(fn, event))
+        else:
+            # Adding on the dispatcher keeps order: events scheduled earlier are not
+            # delivered to this listener, the latest one delivered is replayed once.
+            self._dispatcher.call(add)
+
+    def _remove_listener(self, listeners: list[Listener], fn: Listener | None) -> None:
+        def remove() -> None:
+            if fn is None:
+                listeners.clear()
+            else:
+                for i, registered in enumerate(listeners):
+                    if registered is fn or registered == fn:
+                        del listeners[i]
+                        break
+
+        if self._dispatcher.is_current():
+            remove()
+        else:
+            self._dispatcher.call(remove)
+
+    def _deliver_outcome(self) -> None:
+        outcome = self._outcome
+        self._finished = True
+        if isinstance(outcome, TransferError):
+            if self._fail is None and self._complete is None:
+                self._unobserved = True
+            if self._fail is not None:
+                _call(self._fail, outcome)
+        elif self._success is not None:
+            _call(self._success, outcome)
+        if self._complete is not None:
+            _call(self._complete, outcome)
+        with self._lock:
+            self._callbacks_done.set()
+            callbacks, self._done_callbacks = self._done_callbacks, []
+        for cb in callbacks:
+            run_callback(cb)
+
+    def _add_done_callback(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` once callbacks are done: at once if they are, else on the dispatcher."""
+        with self._lock:
+            if not self._callbacks_done.is_set():
+                self._done_callbacks.append(fn)
+                return
+        fn()
+
+    def _wait_callbacks(self, timeout: float | None) -> bool:
+        return self._callbacks_done.wait(timeout)
+
+    def __del__(self) -> None:
+        if self._unobserved:
+            logger.warning("%s task failed and nobody saw it: %r", self._api, self._outcome)
+
+
+def _call(fn: Callable[[Any], object], arg: Any) -> None:
+    try:
+        fn(arg)
+    except Exception:
+        logger.exception("exception in wxtransfer callback %r", fn)
+
+
+def builtins_timeout(message: str) -> BaseException:
+    import builtins
+
+    return builtins.TimeoutError(message)
+
+
+class UploadTask(Task[UploadFileResult, UploadProgress]):
+    """The task ``upload_file`` returns."""
+
+
+class DownloadTask(Task[DownloadFileResult, DownloadProgress]):
+    """The task ``download_file`` returns."""

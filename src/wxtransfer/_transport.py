@@ -1,0 +1,499 @@
+"""Transport: one transfer on one libcurl easy handle, and libcurl's errors mapped in one place.
+
+Runs only on the engine thread. A transfer is driven hop by hop: the engine follows redirects
+itself, so each hop is one request on the same easy handle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mimetypes
+import os
+import posixpath
+import secrets
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pycurl
+
+from ._errors import (
+    AbortError,
+    Errno,
+    FileError,
+    InvalidArgumentError,
+    NetworkError,
+    TimeoutError,
+    TransferError,
+)
+from ._options import Request
+from ._results import (
+    DownloadFileResult,
+    DownloadProgress,
+    HeadersReceived,
+    UploadFileResult,
+    UploadProgress,
+)
+
+__all__ = ["CURL_ERRORS", "Transfer", "TransportConfig", "map_curl_error"]
+
+_MIME_OPTIONS = 315  # CURLOPT_MIME_OPTIONS; pycurl has no name for it
+_MIMEOPT_FORMESCAPE = 1  # escape filenames as browsers do: " -> %22, CR/LF -> %0D%0A
+_BUFFER = 1 << 20
+_MAX_REDIRECTS = 10
+_UNKNOWN_TOTAL_INTERVAL = 0.1  # seconds between progress events while the total is unknown
+_DOWNLOAD_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_UPLOAD_REDIRECTS = frozenset({307, 308})
+_PRIVATE_HEADERS = frozenset({"authorization", "cookie"})
+_PROTOCOLS = {1: "http1.0", 2: "http1.1", 3: "h2", 30: "h3"}
+
+# libcurl result code -> (error class, errno, reason). The one place libcurl's errors are
+# translated; tests/test_errors.py fails when a code we can meet is missing.
+CURL_ERRORS: dict[int, tuple[type[TransferError], int, str]] = {
+    1: (InvalidArgumentError, Errno.INVALID_URL, "invalid URL: unsupported protocol"),
+    3: (InvalidArgumentError, Errno.INVALID_URL, "invalid URL"),
+    5: (NetworkError, Errno.CANNOT_CONNECT, "could not resolve proxy"),
+    6: (NetworkError, Errno.CANNOT_CONNECT, "could not resolve host"),
+    7: (NetworkError, Errno.CANNOT_CONNECT, "could not connect to server"),
+    8: (NetworkError, Errno.INTERRUPTED, "weird server reply"),
+    16: (NetworkError, Errno.INTERRUPTED, "HTTP/2 error"),
+    18: (NetworkError, Errno.INTERRUPTED, "body shorter than its Content-Length"),
+    23: (FileError, Errno.SAVE_FILE_ERROR, "download save file error"),
+    25: (NetworkError, Errno.INTERRUPTED, "upload failed"),
+    26: (FileError, Errno.INVALID_ARGUMENT, "could not read the file to upload"),
+    27: (NetworkError, Errno.UNKNOWN_NETWORK, "out of memory"),
+    28: (TimeoutError, Errno.TIMEOUT, "timeout"),
+    35: (NetworkError, Errno.CANNOT_CONNECT, "TLS handshake failed"),
+    42: (AbortError, Errno.ABORT, "abort"),
+    45: (NetworkError, Errno.CANNOT_CONNECT, "network interface failed"),
+    47: (NetworkError, Errno.TOO_MANY_REDIRECTS, "too many redirects"),
+    52: (NetworkError, Errno.INTERRUPTED, "empty reply from server"),
+    55: (NetworkError, Errno.INTERRUPTED, "failed sending data (connection reset)"),
+    56: (NetworkError, Errno.INTERRUPTED, "failed receiving data (connection reset)"),
+    58: (NetworkError, Errno.CANNOT_CONNECT, "TLS client certificate problem"),
+    59: (NetworkError, Errno.CANNOT_CONNECT, "TLS cipher problem"),
+    60: (NetworkError, Errno.CANNOT_CONNECT, "TLS certificate verification failed"),
+    61: (NetworkError, Errno.INTERRUPTED, "bad content encoding"),
+    63: (FileError, Errno.EXCEED_MAX_FILE_SIZE, "exceed max file size"),
+    65: (NetworkError, Errno.INTERRUPTED, "could not rewind the body to send it again"),
+    77: (NetworkError, Errno.CANNOT_CONNECT, "TLS CA bundle could not be read"),
+    80: (NetworkError, Errno.INTERRUPTED, "TLS shutdown failed"),
+    83: (NetworkError, Errno.CANNOT_CONNECT, "TLS issuer check failed"),
+    90: (NetworkError, Errno.CANNOT_CONNECT, "TLS public key does not match the pin"),
+    91: (NetworkError, Errno.CANNOT_CONNECT, "TLS certificate status invalid"),
+    92: (NetworkError, Errno.INTERRUPTED, "HTTP/2 stream error"),
+    95: (NetworkError, Errno.INTERRUPTED, "HTTP/3 error"),
+    96: (NetworkError, Errno.CANNOT_CONNECT, "QUIC connection failed"),
+    97: (NetworkError, Errno.CANNOT_CONNECT, "proxy handshake failed"),
+    99: (NetworkError, Errno.UNKNOWN_NETWORK, "unrecoverable poll error"),
+    100: (NetworkError, Errno.INTERRUPTED, "response too large"),
+}
+
+
+def map_curl_error(api: str, code: int, detail: str = "") -> TransferError:
+    """Turn a libcurl result code into the platform's errMsg and errno."""
+    cls, errno, reason = CURL_ERRORS.get(
+        code, (NetworkError, Errno.UNKNOWN_NETWORK, f"network error (curl {code})")
+    )
+    message = f"{api}:fail {reason}"
+    if detail and cls is NetworkError and detail not in reason:
+        message += f": {detail}"
+    return cls(message, errno)
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    """Per-runtime settings every transfer of that runtime shares."""
+
+    temp_dir: Callable[[], str]
+    ca_file: str | None
+    resolve: dict[str, str]
+    user_agent: str
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urllib.parse.urlsplit(a), urllib.parse.urlsplit(b)
+
+    def port(p: urllib.parse.SplitResult) -> int | None:
+        return p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
+
+    return (pa.hostname or "").lower() == (pb.hostname or "").lower() and port(pa) == port(pb)
+
+
+def _extension(url: str, content_type: str | None) -> str:
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    ext = posixpath.splitext(posixpath.basename(path))[1]
+    if ext and len(ext) <= 16 and ext[1:].replace("_", "").isalnum():
+        return ext.lower()
+    if content_type:
+        guessed = mimetypes.guess_extension(content_type.split(";")[0].strip().lower())
+        if guessed:
+            return guessed
+    return ""
+
+
+class Transfer:
+    """One upload or download, its easy handle, its file and its progress."""
+
+    def __init__(self, request: Request, task: Any, config: TransportConfig) -> None:
+        self.request = request
+        self.task = task
+        self.config = config
+        self.api = request.api
+        self.url = request.url
+        self.headers = list(request.headers)
+        self.curl = pycurl.Curl()
+        self.redirects = 0
+        self.deadline: float | None = None
+        self.queue_start = time.time()
+        self.start_wall = 0.0
+        self.hop_wall = 0.0
+        self.mime: Any = None
+        self.error: TransferError | None = None  # set by callbacks: wins over curl's code
+        # the current response
+        self.status = 0
+        self.response_headers: dict[str, str] = {}
+        self.redirecting = False
+        self.final = False
+        # the body
+        self.body: list[bytes] = []
+        self.file: Any = None
+        self.part_path: str | None = None
+        self.written = 0
+        self.expected = 0
+        self.last_percent = -1
+        self.last_bytes = -1
+        self.last_event_time = 0.0
+
+    # ---- setting up a hop ------------------------------------------------------------
+
+    def start(self, default_timeout_ms: int) -> None:
+        timeout = self.request.timeout_ms
+        if timeout is None:
+            timeout = default_timeout_ms
+        self.start_wall = time.time()
+        self.deadline = time.monotonic() + timeout / 1000 if timeout else None
+        self.prepare_hop()
+
+    def prepare_hop(self) -> None:
+        c = self.curl
+        r = self.request
+        self.hop_wall = time.time()
+        c.setopt(pycurl.URL, self.url)
+        c.setopt(pycurl.FOLLOWLOCATION, 0)
+        c.setopt(pycurl.NOSIGNAL, 1)
+        c.setopt(pycurl.BUFFERSIZE, _BUFFER)
+        c.setopt(pycurl.HEADERFUNCTION, self.on_header)
+        c.setopt(pycurl.WRITEFUNCTION, self.on_body)
+        c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        if self.config.ca_file:
+            c.setopt(pycurl.CAINFO, self.config.ca_file)
+        version = pycurl.CURL_HTTP_VERSION_1_1
+        if r.enable_quic:
+            version = pycurl.CURL_HTTP_VERSION_3
+        elif r.enable_http2:
+            version = pycurl.CURL_HTTP_VERSION_2TLS
+        c.setopt(pycurl.HTTP_VERSION, version)
+        if self.deadline is not None:
+            remaining = max(1, int((self.deadline - time.monotonic()) * 1000))
+            c.setopt(pycurl.TIMEOUT_MS, remaining)
+            c.setopt(pycurl.CONNECTTIMEOUT_MS, remaining)
+        resolve = self._resolve_entries()
+        if resolve:
+            c.setopt(pycurl.RESOLVE, resolve)
+        headers = [f"{k}: {v}" for k, v in self.headers]
+        if not any(k.lower() == "user-agent" for k, _ in self.headers):
+            headers.append(f"User-Agent: {self.config.user_agent}")
+        if self.api == "uploadFile":
+            headers = [h for h in headers if not h.lower().startswith("content-type:")]
+            headers.append("Expect:")
+            self._prepare_upload()
+        else:
+            c.setopt(pycurl.HTTPGET, 1)
+        c.setopt(pycurl.HTTPHEADER, headers)
+        self.status = 0
+        self.response_headers = {}
+        self.redirecting = False
+
+    def _resolve_entries(self) -> list[str]:
+        parts = urllib.parse.urlsplit(self.url)
+        host = (parts.hostname or "").lower()
+        addr = self.config.resolve.get(host)
+        if addr is None:
+            return []
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        if ":" in addr and not addr.startswith("["):
+            addr = f"[{addr}]"
+        return [f"{host}:{port}:{addr}"]
+
+    def _prepare_upload(self) -> None:
+        r = self.request
+        c = self.curl
+        assert r.file_path is not None and r.name is not None and r.filename is not None
+        c.setopt(_MIME_OPTIONS, _MIMEOPT_FORMESCAPE)  # before MIMEPOST, or it is ignored
+        mime = pycurl.CurlMime(c)
+        for key, value in r.form_data:
+            mime.add_field(key.encode(), value.encode())
+        mime.add_file(
+            r.name.encode(),
+            os.fsencode(r.file_path),
+            filename=r.filename.encode(),
+            content_type=r.content_type,
+        )
+        c.setopt(pycurl.MIMEPOST, mime)
+        # Small files get small reads, so that progress can move by single percents.
+        size = os.path.getsize(r.file_path)
+        c.setopt(pycurl.UPLOAD_BUFFERSIZE, min(2 * _BUFFER, max(16384, size // 128)))
+        c.setopt(pycurl.NOPROGRESS, 0)
+        c.setopt(pycurl.XFERINFOFUNCTION, self.on_upload_progress)
+        self.mime = mime
+
+    # ---- libcurl callbacks (engine thread) -------------------------------------------
+
+    def on_header(self, line: bytes) -> int | None:
+        if line.startswith(b"HTTP/"):
+            parts = line.split(None, 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            self.response_headers = {}
+            return None
+        text = line.decode("latin-1").rstrip("\r\n")
+        if text:
+            name, sep, value = text.partition(":")
+            if sep:
+                name, value = name.strip(), value.strip()
+                old = self.response_headers.get(name)
+                self.response_headers[name] = value if old is None else f"{old}, {value}"
+            return None
+        # end of a header block
+        if 100 <= self.status < 200:
+            return None
+        follow = _DOWNLOAD_REDIRECTS if self.api == "downloadFile" else _UPLOAD_REDIRECTS
+        if self.status in follow and self._header("location") is not None:
+            self.redirecting = True
+            return None
+        self.final = True
+        self.task._report_headers(HeadersReceived(dict(self.response_headers), self.status))
+        if self.api == "downloadFile":
+            self.expected = self._content_length()
+            try:
+                self._open_output()
+            except TransferError as exc:
+                self.error = exc
+                return -1
+        return None
+
+    def on_body(self, data: bytes) -> int | None:
+        if self.redirecting:
+            return None
+        if self.file is None:
+            self.body.append(data)
+            return None
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            self.error = self._save_error(exc, self.request.target_path or self.part_path or "")
+            return -1
+        self.written += len(data)
+        if self.expected:
+            percent = min(100, self.written * 100 // self.expected)
+            if percent != self.last_percent:
+                self._download_event(percent, self.expected)
+        else:
+            now = time.monotonic()
+            if now - self.last_event_time >= _UNKNOWN_TOTAL_INTERVAL:
+                self.last_event_time = now
+                self._download_event(0, 0)
+        return None
+
+    def on_upload_progress(self, dltotal: int, dlnow: int, ultotal: int, ulnow: int) -> int:
+        if ultotal > 0 and ulnow > self.last_bytes:
+            percent = min(100, ulnow * 100 // ultotal)
+            if percent > self.last_percent:
+                self.last_percent, self.last_bytes = percent, ulnow
+                self.task._report_progress(UploadProgress(percent, ulnow, ultotal))
+        return 0
+
+    def _download_event(self, percent: int, total: int) -> None:
+        self.last_percent, self.last_bytes = percent, self.written
+        self.task._report_progress(DownloadProgress(percent, self.written, total))
+
+    # ---- files -----------------------------------------------------------------------
+
+    def _header(self, name: str) -> str | None:
+        for key, value in self.response_headers.items():
+            if key.lower() == name:
+                return value
+        return None
+
+    def _content_length(self) -> int:
+        value = self._header("content-length")
+        if value and value.strip().isdigit() and self._header("transfer-encoding") is None:
+            return int(value)
+        return 0
+
+    def _save_error(self, exc: OSError, path: str) -> FileError:
+        if isinstance(exc, PermissionError):
+            return FileError(
+                f"downloadFile:fail permission denied can not open file {path}",
+                Errno.PERMISSION_DENIED,
+            )
+        reason = exc.strerror or str(exc)
+        return FileError(
+            f"downloadFile:fail download save file error: {reason}", Errno.SAVE_FILE_ERROR
+        )
+
+    def _open_output(self) -> None:
+        target = self.request.target_path
+        if target is not None:
+            folder, base = os.path.split(target)
+            self.part_path = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.wxpart")
+            mode = 0o666
+        else:
+            try:
+                folder = self.config.temp_dir()
+            except OSError as exc:
+                raise self._save_error(exc, "temp folder") from None
+            self.part_path = os.path.join(folder, f".{secrets.token_hex(8)}.part")
+            mode = 0o600
+        try:
+            fd = os.open(self.part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except OSError as exc:
+            self.part_path = None
+            raise self._save_error(exc, target or "temp folder") from None
+        self.file = os.fdopen(fd, "wb", buffering=0)
+
+    def discard(self) -> None:
+        """Close and remove a partial file: a failed transfer leaves nothing behind."""
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.close()
+            self.file = None
+        if self.part_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.part_path)
+            self.part_path = None
+
+    def close(self) -> None:
+        self.discard()
+        self.curl.close()
+
+    # ---- the end of a hop ------------------------------------------------------------
+
+    def next_hop(self) -> str | None:
+        """After a hop that ended well: the URL to follow, or None when this was the final one.
+
+        Raises the TransferError of a redirect that may not be followed.
+        """
+        if not self.redirecting:
+            return None
+        target: str | None = self.curl.getinfo(pycurl.REDIRECT_URL)
+        if not target:
+            return None
+        if self.redirects >= _MAX_REDIRECTS:
+            raise NetworkError(f"{self.api}:fail too many redirects", Errno.TOO_MANY_REDIRECTS)
+        scheme = urllib.parse.urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise InvalidArgumentError(
+                f"{self.api}:fail invalid URL: redirect to unsupported {target!r}",
+                Errno.INVALID_URL,
+            )
+        if not _same_origin(self.url, target):
+            self.headers = [(k, v) for k, v in self.headers if k.lower() not in _PRIVATE_HEADERS]
+        self.redirects += 1
+        self.url = target
+        return target
+
+    def result(self) -> UploadFileResult | DownloadFileResult:
+        """Build the success result of the final hop (the file is moved into place here)."""
+        profile = self.profile() if self.request.enable_profile else None
+        header = dict(self.response_headers)
+        if self.api == "uploadFile":
+            ultotal = int(self.curl.getinfo(pycurl.SIZE_UPLOAD_T))
+            if ultotal and self.last_bytes != ultotal:
+                self.task._report_progress(UploadProgress(100, ultotal, ultotal))
+            raw = b"".join(self.body)
+            if raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            return UploadFileResult(
+                data=raw.decode("utf-8", errors="replace"),
+                status_code=self.status,
+                header=header,
+                profile=profile,
+            )
+        if self.file is None:  # no body callback ever opened it (e.g. HEAD-like reply)
+            self._open_output()
+        total = self.expected or self.written
+        if self.last_bytes != self.written or self.last_percent != 100:
+            self._download_event(100, total)
+        self.file.close()
+        self.file = None
+        part, self.part_path = self.part_path, None
+        assert part is not None
+        try:
+            if self.request.target_path is not None:
+                final = self.request.target_path
+            else:
+                ext = _extension(self.url, self._header("content-type"))
+                final = os.path.join(os.path.dirname(part), secrets.token_hex(8) + ext)
+            os.replace(part, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+            raise self._save_error(exc, self.request.target_path or "temp folder") from None
+        return DownloadFileResult(
+            status_code=self.status,
+            header=header,
+            data_length=self.written,
+            temp_file_path=None if self.request.target_path else final,
+            file_path=self.request.target_path,
+            profile=profile,
+        )
+
+    def failure(self, code: int, detail: str) -> TransferError:
+        if self.error is not None:
+            return self.error
+        return map_curl_error(self.api, code, detail)
+
+    def profile(self) -> dict[str, Any]:
+        """The platform's RequestProfile from libcurl's timings, in ms since the epoch."""
+        c = self.curl
+        start = self.start_wall * 1000
+        t0 = self.hop_wall * 1000  # libcurl's timings count from the final hop's start
+
+        def at(info: int) -> float:
+            return round(t0 + int(c.getinfo(info)) / 1000, 3)
+
+        reused = int(c.getinfo(pycurl.NUM_CONNECTS)) == 0
+        https = urllib.parse.urlsplit(self.url).scheme.lower() == "https" and not reused
+        connect_end = at(pycurl.CONNECT_TIME_T)
+        lookup_end = at(pycurl.NAMELOOKUP_TIME_T)
+        total_us = c.getinfo(pycurl.TOTAL_TIME_T) or 1
+        sent = int(c.getinfo(pycurl.SIZE_UPLOAD_T)) + int(c.getinfo(pycurl.REQUEST_SIZE))
+        received = int(c.getinfo(pycurl.SIZE_DOWNLOAD_T)) + int(c.getinfo(pycurl.HEADER_SIZE))
+        body = sent if self.api == "uploadFile" else received
+        return {
+            "redirectStart": round(start, 3) if self.redirects else 0,
+            "redirectEnd": round(t0, 3) if self.redirects else 0,
+            "fetchStart": round(start, 3),
+            "queueStart": round(self.queue_start * 1000, 3),
+            "queueEnd": round(start, 3),
+            "domainLookUpStart": round(t0, 3),
+            "domainLookUpEnd": lookup_end,
+            "connectStart": lookup_end,
+            "connectEnd": connect_end,
+            "SSLconnectionStart": connect_end if https else 0,
+            "SSLconnectionEnd": at(pycurl.APPCONNECT_TIME_T) if https else 0,
+            "requestStart": at(pycurl.PRETRANSFER_TIME_T),
+            "requestEnd": at(pycurl.POSTTRANSFER_TIME_T),
+            "responseStart": at(pycurl.STARTTRANSFER_TIME_T),
+            "responseEnd": at(pycurl.TOTAL_TIME_T),
+            "peerIP": c.getinfo(pycurl.PRIMARY_IP) or "",
+            "port": int(c.getinfo(pycurl.PRIMARY_PORT) or 0),
+            "socketReused": reused,
+            "protocol": _PROTOCOLS.get(int(c.getinfo(pycurl.INFO_HTTP_VERSION)), "unknown"),
+            "sendBytesCount": sent,
+            "receivedBytedCount": received,
+            "throughputKbps": round(body * 8 / (total_us / 1e6) / 1000, 3),
+        }
