@@ -5,6 +5,7 @@ Every check here runs before anything is sent, so a bad call fails without a req
 
 from __future__ import annotations
 
+import decimal
 import math
 import mimetypes
 import os
@@ -60,18 +61,14 @@ def js_number(value: int | float) -> str:
         return "Infinity" if value > 0 else "-Infinity"
     if value == 0:
         return "0"
-    if value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
+    text = repr(value)  # the shortest digits that round-trip, as JavaScript uses
     mantissa, _, exp_text = text.partition("e")
-    if not exp_text:
-        return text
-    exponent = int(exp_text)
-    if -7 < exponent < 21:
-        # JavaScript writes these in plain notation.
-        return format(value, "f").rstrip("0").rstrip(".")
-    sign = "+" if exponent > 0 else "-"
-    return f"{mantissa}e{sign}{abs(exponent)}"
+    exponent = int(exp_text) if exp_text else 0
+    if exp_text and not -7 < exponent < 21:
+        sign = "+" if exponent > 0 else "-"
+        return f"{mantissa.removesuffix('.0')}e{sign}{abs(exponent)}"
+    plain = format(decimal.Decimal(text), "f")
+    return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
 
 def _check_url(api: Api, url: object) -> str:

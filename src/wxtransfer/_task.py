@@ -35,6 +35,17 @@ P = TypeVar("P", UploadProgress, DownloadProgress)
 Listener = Callable[[Any], object]
 
 
+class _Channel:
+    """One kind of event: its listeners, the latest delivered, how many are queued."""
+
+    __slots__ = ("latest", "listeners", "pending")
+
+    def __init__(self) -> None:
+        self.listeners: list[Listener] = []
+        self.latest: Any = None
+        self.pending = 0
+
+
 class Task(Generic[R, P]):
     """A transfer under way. Created by the runtime; never instantiate it yourself."""
 
@@ -54,10 +65,8 @@ class Task(Generic[R, P]):
         self._complete: Callable[[R | TransferError], object] | None = complete
         self._engine: Engine | None = None
         self._lock = threading.Lock()
-        self._progress_listeners: list[Listener] = []
-        self._headers_listeners: list[Listener] = []
-        self._last_progress: P | None = None  # latest delivered, for late listeners
-        self._last_headers: HeadersReceived | None = None
+        self._progress = _Channel()
+        self._headers = _Channel()
         self._outcome: R | TransferError | None = None
         self._finished = False  # success/fail has been dispatched
         self._callbacks_done = threading.Event()
@@ -84,21 +93,21 @@ class Task(Generic[R, P]):
 
     def on_progress_update(self, listener: Callable[[P], object]) -> None:
         """Call ``listener`` with each progress event (at once with the latest, if any)."""
-        self._add_listener(self._progress_listeners, listener, lambda: self._last_progress)
+        self._add_listener(self._progress, listener)
 
     def off_progress_update(self, listener: Callable[[P], object] | None = None) -> None:
         """Remove ``listener``, or every progress listener when none is given."""
-        self._remove_listener(self._progress_listeners, listener)
+        self._remove_listener(self._progress, listener)
 
     def on_headers_received(self, listener: Callable[[HeadersReceived], object]) -> None:
         """Call ``listener`` with the response headers (at once, if they already arrived)."""
-        self._add_listener(self._headers_listeners, listener, lambda: self._last_headers)
+        self._add_listener(self._headers, listener)
 
     def off_headers_received(
         self, listener: Callable[[HeadersReceived], object] | None = None
     ) -> None:
         """Remove ``listener``, or every headers listener when none is given."""
-        self._remove_listener(self._headers_listeners, listener)
+        self._remove_listener(self._headers, listener)
 
     onProgressUpdate = on_progress_update
     offProgressUpdate = off_progress_update
@@ -181,10 +190,15 @@ class Task(Generic[R, P]):
             return not self._abort_requested
 
     def _report_progress(self, event: P) -> None:
-        self._dispatcher.call(lambda: self._deliver(event, self._progress_listeners, True))
+        self._report(event, self._progress)
 
     def _report_headers(self, event: HeadersReceived) -> None:
-        self._dispatcher.call(lambda: self._deliver(event, self._headers_listeners, False))
+        self._report(event, self._headers)
+
+    def _report(self, event: Any, channel: _Channel) -> None:
+        with self._lock:
+            channel.pending += 1
+        self._dispatcher.call(lambda: self._deliver(event, channel))
 
     def _report_done(self, outcome: R | TransferError) -> bool:
         """Record the outcome once; later reports are ignored. True if this one counted."""
@@ -197,56 +211,47 @@ class Task(Generic[R, P]):
 
     # ---- dispatcher side ---------------------------------------------------------------
 
-    def _deliver(self, event: Any, listeners: list[Listener], progress: bool) -> None:
-        if self._finished:
-            return
-        if progress:
-            self._last_progress = event
-        else:
-            self._last_headers = event
-        for fn in list(listeners):
+    def _deliver(self, event: Any, channel: _Channel) -> None:
+        with self._lock:
+            channel.pending -= 1
+            if self._finished:
+                return
+            channel.latest = event
+            listeners = list(channel.listeners)
+        for fn in listeners:
             _call(fn, event)
 
-    def _add_listener(
-        self, listeners: list[Listener], fn: Listener, latest: Callable[[], object]
-    ) -> None:
+    def _add_listener(self, channel: _Channel, fn: Listener) -> None:
         if not callable(fn):
             raise TypeError(f"listener should be callable, not {type(fn).__name__}")
+        with self._lock:
+            channel.listeners.append(fn)
+            # Events still queued will reach the new listener; only when none is queued
+            # is the latest delivered one replayed, so it never sees an event twice.
+            replay = channel.latest if channel.pending == 0 and not self._finished else None
+        if replay is not None:
+            self._dispatcher.call(lambda: self._replay(fn, replay, channel))
 
-        def add() -> None:
-            listeners.append(fn)
-            event = latest()
-            if event is not None and not self._finished:
-                _call(fn, event)
+    def _replay(self, fn: Listener, event: Any, channel: _Channel) -> None:
+        with self._lock:
+            wanted = not self._finished and any(f is fn for f in channel.listeners)
+        if wanted:
+            _call(fn, event)
 
-        if self._dispatcher.is_current():
-            listeners.append(fn)
-            event = latest()
-            if event is not None and not self._finished:
-                self._dispatcher.call(lambda: None if self._finished else _call(fn, event))
-        else:
-            # Adding on the dispatcher keeps order: events scheduled earlier are not
-            # delivered to this listener, the latest one delivered is replayed once.
-            self._dispatcher.call(add)
-
-    def _remove_listener(self, listeners: list[Listener], fn: Listener | None) -> None:
-        def remove() -> None:
+    def _remove_listener(self, channel: _Channel, fn: Listener | None) -> None:
+        with self._lock:
             if fn is None:
-                listeners.clear()
-            else:
-                for i, registered in enumerate(listeners):
-                    if registered is fn or registered == fn:
-                        del listeners[i]
-                        break
-
-        if self._dispatcher.is_current():
-            remove()
-        else:
-            self._dispatcher.call(remove)
+                channel.listeners.clear()
+                return
+            for i, registered in enumerate(channel.listeners):
+                if registered is fn or registered == fn:
+                    del channel.listeners[i]
+                    return
 
     def _deliver_outcome(self) -> None:
         outcome = self._outcome
-        self._finished = True
+        with self._lock:
+            self._finished = True
         if isinstance(outcome, TransferError):
             if self._fail is None and self._complete is None:
                 self._unobserved = True
