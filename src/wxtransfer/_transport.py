@@ -39,8 +39,11 @@ from ._results import (
 
 __all__ = ["CURL_ERRORS", "Transfer", "TransportConfig", "map_curl_error"]
 
-_MIME_OPTIONS = 315  # CURLOPT_MIME_OPTIONS; pycurl has no name for it
-_MIMEOPT_FORMESCAPE = 1  # escape filenames as browsers do: " -> %22, CR/LF -> %0D%0A
+# CURLOPT_MIME_OPTIONS (pycurl has no name for it). 0 keeps libcurl's percent-escaping of
+# names, as browsers do (" -> %22, CR/LF -> %0D%0A); CURLMIMEOPT_FORMESCAPE would switch to
+# backslash-escaping, which servers parsing like browsers misread.
+_MIME_OPTIONS = 315
+_MIME_PERCENT_ESCAPE = 0
 _BUFFER = 1 << 20
 _MAX_REDIRECTS = 10
 _UNKNOWN_TOTAL_INTERVAL = 0.1  # seconds between progress events while the total is unknown
@@ -232,7 +235,7 @@ class Transfer:
         r = self.request
         c = self.curl
         assert r.file_path is not None and r.name is not None and r.filename is not None
-        c.setopt(_MIME_OPTIONS, _MIMEOPT_FORMESCAPE)  # before MIMEPOST, or it is ignored
+        c.setopt(_MIME_OPTIONS, _MIME_PERCENT_ESCAPE)
         mime = pycurl.CurlMime(c)
         for key, value in r.form_data:
             mime.add_field(key.encode(), value.encode())
