@@ -62,6 +62,7 @@ class ThreadDispatcher(Dispatcher):
             if fn is None:
                 return
             run_callback(fn)
+            del fn  # holding the last callable would keep its task alive
 
     def close(self, timeout: float | None = None) -> None:
         """Run what is queued, then stop the thread (not waiting when called from it)."""

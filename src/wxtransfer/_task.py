@@ -202,6 +202,9 @@ class Task(Generic[R, P]):
 
     def _report_done(self, outcome: R | TransferError) -> bool:
         """Record the outcome once; later reports are ignored. True if this one counted."""
+        if isinstance(outcome, TransferError):
+            # The traceback only shows our internals and would tie the task in a cycle.
+            outcome.__traceback__ = None
         with self._lock:
             if self._outcome is not None:
                 return False
