@@ -1,0 +1,734 @@
+"""Embedded developer server behind ``wxtransfer serve`` (aiohttp.web).
+
+Routes:
+
+* ``POST /upload``: multipart/form-data, any number of files and fields, streamed to disk.
+* ``GET|HEAD /files/{name}``: a stored file, with Range, ETag and Last-Modified support.
+* ``GET|HEAD /``: the stored files as an HTML page, or JSON with ``Accept: application/json``.
+
+This module must not import anything else from :mod:`wxtransfer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import html
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final, TypedDict, TypeVar
+from urllib.parse import quote
+
+from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.helpers import parse_mimetype
+from aiohttp.typedefs import Handler
+
+__all__ = ["DevServer", "create_app", "serve"]
+
+#: Hidden directory inside the root holding temporary uploads and metadata sidecars.
+STATE_DIR_NAME: Final = ".wxtransfer"
+#: Bytes read from the request (and written to disk) per step.
+CHUNK_SIZE: Final = 256 * 1024
+#: Largest accepted non-file form field, in bytes.
+FIELD_LIMIT: Final = 1024 * 1024
+#: Longest sanitised original name kept in a stored name, in UTF-8 bytes.
+_NAME_BYTES: Final = 180
+_UNSAFE_CHARS: Final = frozenset('<>:"/\\|?*')
+# RFC 5987 attr-char beyond what urllib.parse.quote always keeps.
+_ATTR_CHAR_SAFE: Final = "!#$&+^`|"
+
+_T = TypeVar("_T")
+
+
+class FileEntry(TypedDict):
+    """One stored file, as listed by ``GET /``."""
+
+    name: str
+    filename: str
+    size: int
+    mtime: float
+    url: str
+
+
+class UploadedFile(TypedDict):
+    """One file received by ``POST /upload``."""
+
+    field: str
+    filename: str
+    name: str
+    size: int
+    sha256: str
+    url: str
+
+
+@dataclass(frozen=True)
+class _Config:
+    root: Path
+    tmp_dir: Path
+    meta_dir: Path
+    max_size: int | None
+    token: bytes | None
+
+
+@dataclass
+class _Pending:
+    """A fully received file still waiting under its temporary name."""
+
+    field: str
+    filename: str
+    tmp: Path
+    size: int = 0
+    sha256: str = ""
+
+
+class _Reject(Exception):
+    """Abort a request with an HTTP status and a JSON error message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_CONFIG: Final = web.AppKey("wxtransfer_config", _Config)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status)
+
+
+def _file_url(name: str) -> str:
+    return "/files/" + quote(name, safe="")
+
+
+def sanitise_filename(name: str) -> str:
+    """Return a safe single path component derived from a client-supplied file name."""
+    name = unicodedata.normalize("NFC", name)
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(
+        "_" if c in _UNSAFE_CHARS or unicodedata.category(c).startswith("C") else c for c in name
+    )
+    name = name.strip(" .")
+    if len(name.encode("utf-8")) > _NAME_BYTES:
+        stem, dot, suffix = name.rpartition(".")
+        if not dot or not stem or len(suffix) > 16:
+            stem, suffix = name, ""
+        suffix = "." + suffix if suffix else ""
+        budget = _NAME_BYTES - len(suffix.encode("utf-8"))
+        stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore").rstrip(" .")
+        name = stem + suffix
+    return name or "file"
+
+
+def _ascii_fallback(c: str) -> str:
+    if " " <= c <= "~" and c not in '"\\%':
+        return c
+    plain = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode("ascii")
+    return plain if plain and all(" " <= p <= "~" and p not in '"\\%' for p in plain) else "_"
+
+
+def content_disposition(filename: str) -> str:
+    """Build an RFC 6266 ``attachment`` header value, with ``filename*`` when needed."""
+    safe = sanitise_filename(filename)
+    if all(" " <= c <= "~" and c not in '"\\%' for c in safe):
+        return f'attachment; filename="{safe}"'
+    fallback = "".join(_ascii_fallback(c) for c in safe)
+    fallback = fallback.strip(" .") or "download"
+    encoded = quote(safe, safe=_ATTR_CHAR_SAFE, encoding="utf-8")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+def _read_meta(cfg: _Config, name: str) -> dict[str, Any]:
+    try:
+        with open(cfg.meta_dir / f"{name}.json", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _original_name(cfg: _Config, name: str) -> str:
+    filename = _read_meta(cfg, name).get("filename")
+    return filename if isinstance(filename, str) and filename else name
+
+
+def _stored_path(cfg: _Config, name: str) -> Path:
+    """Map a ``/files/`` name to a regular file directly inside the root, or reject it."""
+    if (
+        not name
+        or name in {".", ".."}
+        or any(c in name for c in "/\\\0")
+        or any(unicodedata.category(c) == "Cc" for c in name)
+    ):
+        raise _Reject(400, "invalid file name")
+    if name.startswith("."):
+        raise _Reject(404, "no such file")
+    path = cfg.root / name
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise _Reject(404, "no such file") from None
+    if real.parent != cfg.root or not real.is_file():
+        raise _Reject(404, "no such file")
+    return real
+
+
+def _scan(cfg: _Config) -> list[FileEntry]:
+    entries: list[FileEntry] = []
+    with os.scandir(cfg.root) as it:
+        for entry in it:
+            if entry.name.startswith("."):
+                continue
+            try:
+                path = _stored_path(cfg, entry.name)
+                st = path.stat()
+            except (_Reject, OSError):
+                continue
+            entries.append(
+                {
+                    "name": entry.name,
+                    "filename": _original_name(cfg, entry.name),
+                    "size": st.st_size,
+                    "mtime": st.st_mtime,
+                    "url": _file_url(entry.name),
+                }
+            )
+    entries.sort(key=lambda e: (-e["mtime"], e["name"]))
+    return entries
+
+
+def _authorized(request: web.Request, token: bytes | None) -> bool:
+    if token is None:
+        return True
+    scheme, _, credentials = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    given = credentials.strip().encode("utf-8", "surrogatepass")
+    same = hmac.compare_digest(given, token)
+    return same and scheme.lower() == "bearer"
+
+
+def _unauthorized(request: web.Request) -> web.Response:
+    resp = _json_error(401, "missing or invalid bearer token")
+    challenge = 'Bearer realm="wxtransfer"'
+    if hdrs.AUTHORIZATION in request.headers:
+        challenge += ', error="invalid_token"'
+    resp.headers[hdrs.WWW_AUTHENTICATE] = challenge
+    return resp
+
+
+def _precheck_upload(request: web.Request, cfg: _Config) -> web.Response | None:
+    """Reject an upload from its headers alone, before any body byte is read."""
+    ctype = request.headers.get(hdrs.CONTENT_TYPE, "")
+    mimetype = parse_mimetype(ctype)
+    if (mimetype.type, mimetype.subtype) != ("multipart", "form-data"):
+        return _json_error(415, "expected a multipart/form-data body")
+    boundary = mimetype.parameters.get("boundary", "")
+    if not 1 <= len(boundary) <= 70:
+        return _json_error(400, "multipart/form-data without a valid boundary")
+    length = request.content_length
+    if cfg.max_size is not None and length is not None and length > cfg.max_size:
+        return _json_error(413, f"request body larger than {cfg.max_size} bytes")
+    return None
+
+
+async def _parse(step: Awaitable[_T]) -> _T:
+    """Await one multipart parsing step, turning parser errors into a 400."""
+    try:
+        return await step
+    except (ValueError, AssertionError, KeyError, LookupError, RuntimeError) as exc:
+        raise _Reject(400, f"malformed multipart body: {exc}") from None
+
+
+def _check_total(request: web.Request, cfg: _Config) -> None:
+    if cfg.max_size is not None and request.content.total_bytes > cfg.max_size:
+        raise _Reject(413, f"request body larger than {cfg.max_size} bytes")
+
+
+def _write_chunk(f: IO[bytes], digest: Any, chunk: bytes) -> None:
+    f.write(chunk)
+    digest.update(chunk)
+
+
+async def _receive_file(
+    request: web.Request, cfg: _Config, part: BodyPartReader, pending: _Pending
+) -> None:
+    loop = asyncio.get_running_loop()
+    digest = hashlib.sha256()
+    f = await loop.run_in_executor(None, open, pending.tmp, "xb")
+    try:
+        while chunk := await _parse(part.read_chunk(CHUNK_SIZE)):
+            pending.size += len(chunk)
+            _check_total(request, cfg)
+            await loop.run_in_executor(None, _write_chunk, f, digest, chunk)
+    finally:
+        await loop.run_in_executor(None, f.close)
+    pending.sha256 = digest.hexdigest()
+
+
+async def _read_field(request: web.Request, cfg: _Config, part: BodyPartReader) -> str:
+    data = bytearray()
+    while chunk := await _parse(part.read_chunk(CHUNK_SIZE)):
+        data += chunk
+        _check_total(request, cfg)
+        if len(data) > FIELD_LIMIT:
+            raise _Reject(413, f"form field {part.name!r} larger than {FIELD_LIMIT} bytes")
+    charset = part.get_charset(default="utf-8")
+    try:
+        return data.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        raise _Reject(400, f"form field {part.name!r} is not valid {charset}") from None
+
+
+def _link_no_overwrite(src: Path, dest: Path) -> None:
+    """Give ``src`` the name ``dest`` atomically, failing if ``dest`` exists."""
+    try:
+        os.link(src, dest)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this file system
+        if os.path.lexists(dest):
+            raise FileExistsError(dest) from None
+        os.rename(src, dest)
+        return
+    os.unlink(src)
+
+
+def _publish(cfg: _Config, pending: list[_Pending]) -> list[UploadedFile]:
+    """Move received files into the root under fresh names, with metadata sidecars."""
+    done: list[Path] = []
+    result: list[UploadedFile] = []
+    try:
+        for item in pending:
+            safe = sanitise_filename(item.filename)
+            while True:
+                name = f"{secrets.token_hex(8)}_{safe}"
+                meta = cfg.meta_dir / f"{name}.json"
+                record = {
+                    "filename": item.filename,
+                    "field": item.field,
+                    "size": item.size,
+                    "sha256": item.sha256,
+                    "uploaded": time.time(),
+                }
+                try:
+                    with open(meta, "x", encoding="utf-8") as f:
+                        json.dump(record, f, ensure_ascii=False)
+                except FileExistsError:
+                    continue
+                done.append(meta)
+                try:
+                    _link_no_overwrite(item.tmp, cfg.root / name)
+                except FileExistsError:
+                    meta.unlink()
+                    done.pop()
+                    continue
+                done.append(cfg.root / name)
+                break
+            result.append(
+                {
+                    "field": item.field,
+                    "filename": item.filename,
+                    "name": name,
+                    "size": item.size,
+                    "sha256": item.sha256,
+                    "url": _file_url(name),
+                }
+            )
+    except BaseException:
+        for path in done:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+    return result
+
+
+def _discard(pending: list[_Pending]) -> None:
+    for item in pending:
+        with contextlib.suppress(OSError):
+            item.tmp.unlink()
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
+    """Answer ``Expect: 100-continue`` only when the upload can be accepted."""
+    cfg = request.app[_CONFIG]
+    if not _authorized(request, cfg.token):
+        return _unauthorized(request)
+    early = _precheck_upload(request, cfg)
+    if early is not None:
+        return early
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if request.version >= (1, 1):
+        if expect.lower() != "100-continue":
+            return _json_error(417, f"unsupported Expect: {expect}")
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+    return None
+
+
+async def _upload(request: web.Request) -> web.StreamResponse:
+    """``POST /upload``: store every file part, echo the fields."""
+    cfg = request.app[_CONFIG]
+    early = _precheck_upload(request, cfg)
+    if early is not None:
+        return early
+    loop = asyncio.get_running_loop()
+    pending: list[_Pending] = []
+    form: dict[str, str | list[str]] = {}
+    try:
+        reader = await _parse(request.multipart())
+        while (part := await _parse(reader.next())) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise _Reject(400, "nested multipart bodies are not supported")
+            field = part.name or ""
+            filename = part.filename
+            if filename is None:
+                value = await _read_field(request, cfg, part)
+                previous = form.get(field)
+                if previous is None:
+                    form[field] = value
+                elif isinstance(previous, list):
+                    previous.append(value)
+                else:
+                    form[field] = [previous, value]
+            elif filename == "":  # a browser's empty <input type=file>: skip it
+                while await _parse(part.read_chunk(CHUNK_SIZE)):
+                    _check_total(request, cfg)
+            else:
+                item = _Pending(field, filename, cfg.tmp_dir / f"{secrets.token_hex(16)}.part")
+                pending.append(item)
+                await _receive_file(request, cfg, part, item)
+        _check_total(request, cfg)
+        files = await loop.run_in_executor(None, _publish, cfg, pending)
+    except _Reject as exc:
+        return _json_error(exc.status, exc.message)
+    finally:
+        await loop.run_in_executor(None, _discard, pending)
+    return web.json_response({"files": files, "form": form})
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    """``GET|HEAD /files/{name}``: a stored file as an attachment."""
+    cfg = request.app[_CONFIG]
+    raw = request.raw_path.split("?", 1)[0].lower()
+    if any(enc in raw for enc in ("%2f", "%5c", "%00")):
+        return _json_error(400, "invalid file name")
+    name = request.match_info["name"]
+    try:
+        path = _stored_path(cfg, name)
+    except _Reject as exc:
+        return _json_error(exc.status, exc.message)
+    filename = await asyncio.get_running_loop().run_in_executor(None, _original_name, cfg, name)
+    headers = {
+        hdrs.CONTENT_DISPOSITION: content_disposition(filename),
+        hdrs.CACHE_CONTROL: "no-cache",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return web.FileResponse(path, chunk_size=CHUNK_SIZE, headers=headers)
+
+
+def _wants_json(request: web.Request) -> bool:
+    if request.query.get("format") == "json":
+        return True
+    kinds = [
+        t.split(";", 1)[0].strip().lower() for t in request.headers.get(hdrs.ACCEPT, "").split(",")
+    ]
+    if "application/json" not in kinds:
+        return False
+    return "text/html" not in kinds or kinds.index("application/json") < kinds.index("text/html")
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+_PAGE: Final = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>wxtransfer dev server</title>
+<style>
+body {{ font: 15px/1.4 system-ui, sans-serif; margin: 2rem auto; max-width: 56rem;
+  padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #ddd; }}
+td.size {{ text-align: right; white-space: nowrap; }}
+th.size {{ text-align: right; }}
+td.stored {{ color: #777; font-size: 85%; }}
+form {{ margin-top: 1.5rem; }}
+</style>
+</head>
+<body>
+<h1>wxtransfer dev server</h1>
+{body}
+<form method="post" action="/upload" enctype="multipart/form-data">
+<input type="file" name="file" multiple> <button type="submit">Upload</button>
+</form>
+</body>
+</html>
+"""
+
+
+def _render(entries: list[FileEntry]) -> str:
+    if not entries:
+        return _PAGE.format(body='<p id="empty">No files yet.</p>')
+    rows = []
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["mtime"]))
+        rows.append(
+            f'<tr><td><a class="file" href="{html.escape(e["url"])}">'
+            f"{html.escape(e['filename'])}</a></td>"
+            f'<td class="stored">{html.escape(e["name"])}</td>'
+            f'<td class="size" title="{e["size"]} bytes">{_human_size(e["size"])}</td>'
+            f"<td><time>{when}</time></td></tr>"
+        )
+    table = (
+        '<table id="files"><thead><tr><th>File</th><th>Stored as</th>'
+        '<th class="size">Size</th><th>Modified</th></tr></thead>\n<tbody>\n'
+        + "\n".join(rows)
+        + "\n</tbody></table>"
+    )
+    return _PAGE.format(body=table)
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    """``GET|HEAD /``: list stored files."""
+    cfg = request.app[_CONFIG]
+    entries = await asyncio.get_running_loop().run_in_executor(None, _scan, cfg)
+    if _wants_json(request):
+        resp: web.Response = web.json_response({"files": entries})
+    else:
+        resp = web.Response(text=_render(entries), content_type="text/html", charset="utf-8")
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+        )
+    resp.headers[hdrs.VARY] = hdrs.ACCEPT
+    resp.headers[hdrs.CACHE_CONTROL] = "no-store"
+    return resp
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _authorized(request, request.app[_CONFIG].token):
+        return _unauthorized(request)
+    return await handler(request)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def create_app(
+    root: Path, *, max_size: int | None = None, token: str | None = None
+) -> web.Application:
+    """Build the dev server application storing uploads in ``root`` (created if missing).
+
+    ``max_size`` caps the whole request body of an upload (413 beyond it); ``token``
+    requires ``Authorization: Bearer <token>`` on every request (401 otherwise).
+    """
+    if max_size is not None and max_size < 0:
+        raise ValueError("max_size must be >= 0")
+    if token is not None and not token:
+        raise ValueError("token must not be empty")
+    root = Path(root).resolve()
+    state = root / STATE_DIR_NAME
+    cfg = _Config(
+        root=root,
+        tmp_dir=state / "tmp",
+        meta_dir=state / "meta",
+        max_size=max_size,
+        token=token.encode("utf-8", "surrogatepass") if token is not None else None,
+    )
+    cfg.tmp_dir.mkdir(parents=True, exist_ok=True)
+    cfg.meta_dir.mkdir(parents=True, exist_ok=True)
+    app = web.Application(middlewares=[_auth_middleware] if token is not None else [])
+    app[_CONFIG] = cfg
+    app.router.add_get("/", _index)
+    app.router.add_post("/upload", _upload, expect_handler=_expect_upload)
+    app.router.add_get("/files/{name}", _download)
+    return app
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class DevServer:
+    """Run the dev server in a background thread with its own event loop.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_size: int | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.root = Path(root)
+        self.host = host
+        self.max_size = max_size
+        self.token = token
+        self.timeout = timeout
+        self._requested_port = port
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when 0 was asked for)."""
+        if self._port is None:
+            raise RuntimeError("DevServer is not running")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
+        return _url(self.host, self.port)
+
+    def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                # Lingering handlers (a client that went away after a rejected upload)
+                # are not tracked by the runner: cancel them like asyncio.run() does.
+                tasks = asyncio.all_tasks(loop)
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    def _call(self, make: Callable[[], Awaitable[_T]]) -> _T:
+        assert self._loop is not None
+
+        async def run() -> _T:
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(self.timeout)
+
+    def start(self) -> DevServer:
+        """Bind, start serving and return ``self``; raises if already running."""
+        if self._thread is not None:
+            raise RuntimeError("DevServer is already running")
+        app = create_app(self.root, max_size=self.max_size, token=self.token)
+        sock = _bind(self.host, self._requested_port)
+        self._sock = sock
+        self._port = int(sock.getsockname()[1])
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(
+            target=self._run_loop, args=(loop,), name="wxtransfer-dev-server", daemon=True
+        )
+        self._thread.start()
+        runner = web.AppRunner(app, shutdown_timeout=1.0)
+        try:
+            self._call(runner.setup)
+            self._runner = runner
+            self._call(web.SockSite(runner, sock).start)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close connections and join the thread (idempotent)."""
+        loop, thread, runner = self._loop, self._thread, self._runner
+        self._runner = None
+        try:
+            if runner is not None and loop is not None and not loop.is_closed():
+                self._call(runner.cleanup)
+        finally:
+            if loop is not None and thread is not None:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(loop.stop)
+                thread.join(self.timeout)
+            if self._sock is not None:
+                self._sock.close()
+            self._loop = self._thread = self._sock = None
+            self._port = None
+
+    def __enter__(self) -> DevServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    root: Path,
+    max_size: int | None = None,
+    token: str | None = None,
+) -> None:
+    """Serve ``root`` in the foreground until interrupted (Ctrl+C or SIGTERM)."""
+    app = create_app(root, max_size=max_size, token=token)
+    sock = _bind(host, port)
+    try:
+        url = _url(host, int(sock.getsockname()[1]))
+        print(f"wxtransfer dev server: serving {Path(root).resolve()} at {url}/", flush=True)
+        print(f"  upload: POST {url}/upload   list: {url}/   download: {url}/files/NAME")
+        print("  press Ctrl+C to stop", flush=True)
+        web.run_app(app, sock=sock, print=None, shutdown_timeout=2.0)
+    finally:
+        sock.close()
