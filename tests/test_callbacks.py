@@ -172,9 +172,13 @@ def test_result_inside_a_callback_before_done_is_a_clear_error(tmp_path: Path, s
             except RuntimeError as exc:
                 seen.append(exc)
 
-        task = rt.download_file(server.url + "/bytes/1000?delay=0.05")
+        task = rt.download_file(server.url + "/hang")  # headers, then never done
         task.on_headers_received(on_headers)
-        task.result(10)
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        task.abort()
+        task.exception(10)
     assert len(seen) == 1 and "callback" in str(seen[0])
 
 
