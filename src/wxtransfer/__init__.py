@@ -29,6 +29,7 @@ from ._results import (
     UploadFileResult,
     UploadProgress,
 )
+from ._rules import WeChatRules
 from ._runtime import Runtime, __version__, default_runtime
 from ._task import DownloadTask, Task, UploadTask
 
@@ -51,6 +52,7 @@ __all__ = [
     "UploadFileResult",
     "UploadProgress",
     "UploadTask",
+    "WeChatRules",
     "__version__",
     "default_runtime",
     "download_file",

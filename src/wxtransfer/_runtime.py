@@ -23,6 +23,7 @@ from ._engine import Engine
 from ._errors import AbortError, Errno, TransferError
 from ._options import Api, check_callbacks, validate_download, validate_upload
 from ._results import FileInfo, SavedFileInfo
+from ._rules import WeChatRules
 from ._task import DownloadTask, Task, UploadTask
 from ._transport import TransportConfig
 
@@ -54,7 +55,9 @@ class Runtime:
 
     ``network_timeout`` takes app.json's ``networkTimeout`` keys (``uploadFile``,
     ``downloadFile``) in milliseconds; ``resolve`` maps host names to addresses like curl's
-    ``--resolve``; ``ca_file`` adds a CA bundle to the system's trusted ones.
+    ``--resolve`` (a value with a port, ``"127.0.0.1:8443"``, also redirects the port, like
+    ``--connect-to``); ``ca_file`` adds a CA bundle to the system's trusted ones.
+    ``rules=WeChatRules(...)`` applies the platform's network rules (docs/rules.md).
     Closing a runtime (``close()`` or leaving its ``with`` block) aborts what still runs.
     """
 
@@ -68,8 +71,12 @@ class Runtime:
         home: str | os.PathLike[str] | None = None,
         resolve: Mapping[str, str] | None = None,
         ca_file: str | os.PathLike[str] | None = None,
+        rules: WeChatRules | None = None,
     ) -> None:
-        timeouts = dict(network_timeout or {})
+        if rules is not None and not isinstance(rules, WeChatRules):
+            raise ValueError(f"rules should be a WeChatRules, not {type(rules).__name__}")
+        # Under rules, their networkTimeout is the default; network_timeout= still wins.
+        timeouts = {**(rules.timeouts if rules else {}), **(network_timeout or {})}
         unknown = set(timeouts) - {"uploadFile", "downloadFile", "request", "connectSocket"}
         if unknown:
             raise ValueError(f"network_timeout has unknown keys {sorted(unknown)}")
@@ -92,11 +99,17 @@ class Runtime:
             "uploadFile": max_concurrent_uploads,
             "downloadFile": max_concurrent_downloads,
         }
+        self._rules = rules
+        if rules is not None:  # the platform runs at most max_concurrent per API
+            for api in self._limits:
+                self._limits[api] = min(self._limits[api], rules.max_concurrent)
         self._resolve = {k.lower(): v for k, v in (resolve or {}).items()}
         self._ca_file = os.fspath(ca_file) if ca_file is not None else None
         self._temp = _files.TempFolder(os.fspath(temp_dir) if temp_dir is not None else None)
         home_path = Path(home) if home is not None else _files.default_home()
         self._store = _files.SavedFileStore(home_path / "saved_files", self._temp)
+        if rules is not None:
+            self._store.quota_bytes = rules.saved_quota_bytes
         self._dispatcher = ThreadDispatcher()
         self._engine: Engine | None = None
         self._lock = threading.Lock()
@@ -145,6 +158,8 @@ class Runtime:
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
             )
+            if self._rules is not None:  # refused here: nothing is sent
+                self._rules.admit(request)
         except TransferError as exc:
             task._report_done(exc)
             return task
@@ -186,6 +201,8 @@ class Runtime:
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
             )
+            if self._rules is not None:  # refused here: nothing is sent
+                self._rules.admit(request)
         except TransferError as exc:
             task._report_done(exc)
             return task
@@ -232,6 +249,7 @@ class Runtime:
             ca_file=ca,
             resolve=self._resolve,
             user_agent=f"wxtransfer/{__version__} libcurl/{libcurl}",
+            rules=self._rules,
         )
         return Engine(config, self._limits, self._timeouts)
 
@@ -256,6 +274,11 @@ class Runtime:
     def get_file_info(self, file_path: str, digest_algorithm: str = "md5") -> FileInfo:
         """Size and digest (``md5``, ``sha1`` or ``sha256``, lowercase hex) of a file."""
         return _files.get_file_info(file_path, digest_algorithm)
+
+    @property
+    def rules(self) -> WeChatRules | None:
+        """The platform rules this runtime applies, or None."""
+        return self._rules
 
     @property
     def saved_files_dir(self) -> Path:

@@ -36,6 +36,7 @@ from ._results import (
     UploadFileResult,
     UploadProgress,
 )
+from ._rules import WeChatRules, configure_tls, explain_failure
 
 __all__ = ["CURL_ERRORS", "Transfer", "TransportConfig", "map_curl_error"]
 
@@ -114,6 +115,7 @@ class TransportConfig:
     ca_file: str | None
     resolve: dict[str, str]
     user_agent: str
+    rules: WeChatRules | None = None  # platform rules (see _rules.py); None: no limits
 
 
 def _same_origin(a: str, b: str) -> bool:
@@ -123,6 +125,17 @@ def _same_origin(a: str, b: str) -> bool:
         return p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
 
     return (pa.hostname or "").lower() == (pb.hostname or "").lower() and port(pa) == port(pb)
+
+
+def _split_port(addr: str) -> tuple[str, int | None]:
+    """``"127.0.0.1:8443"`` -> (``"127.0.0.1"``, 8443); ``"[::1]:8443"``; no port: None."""
+    if addr.startswith("[") and "]:" in addr:
+        host, _, port = addr.rpartition(":")
+    elif addr.count(":") == 1:
+        host, _, port = addr.partition(":")
+    else:
+        return addr, None
+    return (host, int(port)) if port.isdigit() else (addr, None)
 
 
 def _extension(url: str, content_type: str | None) -> str:
@@ -193,6 +206,8 @@ class Transfer:
         c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         if self.config.ca_file:
             c.setopt(pycurl.CAINFO, self.config.ca_file)
+        if self.config.rules is not None:
+            configure_tls(c)
         version = pycurl.CURL_HTTP_VERSION_1_1
         if r.enable_quic:
             version = pycurl.CURL_HTTP_VERSION_3
@@ -206,6 +221,9 @@ class Transfer:
         resolve = self._resolve_entries()
         if resolve:
             c.setopt(pycurl.RESOLVE, resolve)
+        connect_to = self._connect_to_entries()
+        if connect_to:
+            c.setopt(pycurl.CONNECT_TO, connect_to)
         headers = [f"{k}: {v}" for k, v in self.headers]
         if not any(k.lower() == "user-agent" for k, _ in self.headers):
             headers.append(f"User-Agent: {self.config.user_agent}")
@@ -224,12 +242,21 @@ class Transfer:
         parts = urllib.parse.urlsplit(self.url)
         host = (parts.hostname or "").lower()
         addr = self.config.resolve.get(host)
-        if addr is None:
+        if addr is None or _split_port(addr)[1] is not None:
             return []
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         if ":" in addr and not addr.startswith("["):
             addr = f"[{addr}]"
         return [f"{host}:{port}:{addr}"]
+
+    def _connect_to_entries(self) -> list[str]:
+        """``resolve`` values with a port ("127.0.0.1:8443") use libcurl's CONNECT_TO: the
+        URL keeps its name and port (TLS checks that name), the connection goes there."""
+        host = (urllib.parse.urlsplit(self.url).hostname or "").lower()
+        addr, port = _split_port(self.config.resolve.get(host, ""))
+        if port is None:
+            return []
+        return [f"{host}::{addr}:{port}"]
 
     def _prepare_upload(self) -> None:
         r = self.request
@@ -280,6 +307,12 @@ class Transfer:
         self.task._report_headers(HeadersReceived(dict(self.response_headers), self.status))
         if self.api == "downloadFile":
             self.expected = self._content_length()
+            if self.config.rules is not None and self.expected:
+                try:
+                    self.config.rules.check_download_size(self.api, self.expected, announced=True)
+                except TransferError as exc:
+                    self.error = exc
+                    return -1
             try:
                 self._open_output()
             except TransferError as exc:
@@ -293,6 +326,14 @@ class Transfer:
         if self.file is None:
             self.body.append(data)
             return None
+        if self.config.rules is not None:
+            try:
+                self.config.rules.check_download_size(
+                    self.api, self.written + len(data), announced=False
+                )
+            except TransferError as exc:
+                self.error = exc
+                return -1
         try:
             self.file.write(data)
         except OSError as exc:
@@ -402,6 +443,8 @@ class Transfer:
                 f"{self.api}:fail invalid URL: redirect to unsupported {target!r}",
                 Errno.INVALID_URL,
             )
+        if self.config.rules is not None:  # before the next host is contacted
+            self.config.rules.check_redirect(self.api, self.url, target)
         if not _same_origin(self.url, target):
             self.headers = [(k, v) for k, v in self.headers if k.lower() not in _PRIVATE_HEADERS]
         self.redirects += 1
@@ -457,7 +500,10 @@ class Transfer:
     def failure(self, code: int, detail: str) -> TransferError:
         if self.error is not None:
             return self.error
-        return map_curl_error(self.api, code, detail)
+        error = map_curl_error(self.api, code, detail)
+        if self.config.rules is not None:
+            error = explain_failure(error, code)
+        return error
 
     def profile(self) -> dict[str, Any]:
         """The platform's RequestProfile from libcurl's timings, in ms since the epoch."""
