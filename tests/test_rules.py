@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -839,3 +842,36 @@ def test_without_rules_nothing_is_refused(
     res = outcome(rt.upload_file("https://evil.example.com:8443/up", upload_path, "f"))
     assert res.status_code == 200, res
     assert srv.connections == 2
+
+
+# ---- docs/rules.md ---------------------------------------------------------------------
+
+
+def _doc_examples() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text("utf-8")
+    section = text.split("## Runnable examples", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_the_runnable_examples_in_docs_rules_md_run(tmp_path: Path) -> None:
+    offline, local_https = _doc_examples()
+    env = dict(os.environ, WXTRANSFER_HOME=str(tmp_path / "home"))
+    out = subprocess.run(
+        [sys.executable, "-c", offline], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line]
+    assert len(lines) == 5
+    assert all(
+        line.startswith("600002 downloadFile:fail url not in domain list: ") for line in lines
+    )
+    for rule in ("https only", "port", "domain allowlist", "domain allowlist", "no IP address"):
+        assert f"[rule: {rule}" in lines.pop(0)
+    out = subprocess.run(
+        [sys.executable, "-c", local_https], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    full, alone = out.stdout.splitlines()
+    assert full == f"full chain: 200 hello, Referer was {REFERER}"
+    assert alone.startswith("leaf alone: 600001 downloadFile:fail TLS certificate verification")
+    assert alone.endswith("with a certificate that is not expired and names this host.")
