@@ -1,0 +1,845 @@
+"""The ``wxtransfer`` command line: upload, download, serve, demo.
+
+Exit codes (curl's where curl has one):
+
+* 0   done (any HTTP status, as on the platform, unless ``--fail``)
+* 1   any other failure (cannot connect, file error, refused overwrite, ...)
+* 2   usage error, or an argument the library refuses (``InvalidArgumentError``)
+* 22  ``--fail`` and the server answered with a status >= 400
+* 28  the transfer timed out
+* 130 interrupted (Ctrl-C): the transfer is aborted and leaves no file behind
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errno_codes
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import threading
+import unicodedata
+import urllib.parse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from . import _errors as errors
+from ._results import (
+    DownloadFileResult,
+    DownloadProgress,
+    HeadersReceived,
+    UploadFileResult,
+    UploadProgress,
+)
+from ._runtime import Runtime, __version__
+from ._task import Task
+
+__all__ = ["main", "parse_size", "remote_file_name", "safe_file_name"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_HTTP_ERROR = 22
+EXIT_TIMEOUT = 28
+EXIT_INTERRUPTED = 130
+
+#: How long to wait for an aborted task to report its end, in seconds.
+_ABORT_GRACE = 30.0
+_BLOCK = 1024 * 1024
+_NAME_MAX_BYTES = 255
+_FALLBACK_NAME = "download"
+
+R = TypeVar("R", UploadFileResult, DownloadFileResult)
+
+
+# --------------------------------------------------------------------------- sizes
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(i?)(b?)\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``text``: ``1048576``, ``256MiB``, ``10MB`` (10**7), ``4k`` (4096), ``1.5GiB``.
+
+    ``KiB``/``MiB``/``K``/``M`` are powers of 1024, ``kB``/``MB`` powers of 1000.
+    """
+    match = _SIZE_RE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (examples: 1048576, 256MiB, 10MB)")
+    number, prefix, binary, byte = match.groups()
+    power = _POWERS[prefix.lower()]
+    if binary and not prefix:
+        raise ValueError(f"{text!r} is not a size (examples: 1048576, 256MiB, 10MB)")
+    base = 1000 if (prefix and byte and not binary) else 1024
+    value = float(number) * base**power
+    if value != int(value) and power == 0:
+        raise ValueError(f"{text!r}: a byte count must be a whole number")
+    return int(value)
+
+
+class SizeType(click.ParamType[int]):
+    """A click parameter taking sizes like ``256MiB``, ``10MB`` or ``1048576``."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = SizeType()
+
+
+def human_size(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------- option parsing
+
+
+def _parse_headers(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    header: dict[str, str] = {}
+    for raw in values:
+        name, sep, value = raw.partition(":")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"{raw!r} should look like 'Name: value'", ctx, param)
+        header[name] = value.strip()
+    return header
+
+
+def _parse_form(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    form: dict[str, str] = {}
+    for raw in values:
+        key, sep, value = raw.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{raw!r} should look like key=value", ctx, param)
+        form[key] = value
+    return form
+
+
+# --------------------------------------------------------------------------- file names
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_PARAM_RE = re.compile(rf';\s*({_TOKEN})\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def _fix_latin1(value: str) -> str:
+    """Header values arrive decoded as latin-1: recover UTF-8 when that is what was sent."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def content_disposition_filename(value: str) -> str | None:
+    """The file name a ``Content-Disposition`` value suggests (``filename*`` first), raw."""
+    params: dict[str, str] = {}
+    for match in _PARAM_RE.finditer(value):
+        key, raw = match.group(1).lower(), match.group(2).strip()
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        params.setdefault(key, raw)
+    extended = params.get("filename*")
+    if extended:
+        charset, sep, rest = extended.partition("'")
+        _lang, sep2, encoded = rest.partition("'")
+        if sep and sep2:
+            try:
+                return urllib.parse.unquote(encoded, encoding=charset or "utf-8", errors="replace")
+            except LookupError:  # unknown charset
+                pass
+    plain = params.get("filename")
+    return _fix_latin1(plain) if plain else None
+
+
+def _truncate(name: str, limit: int = _NAME_MAX_BYTES) -> str:
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext) > 16:
+        stem, ext = name, ""
+    suffix = f".{ext}" if ext else ""
+    budget = limit - len(suffix.encode("utf-8"))
+    stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
+    return stem + suffix
+
+
+def safe_file_name(raw: str | None) -> str | None:
+    """A name that can only mean a file directly inside the current folder, or None.
+
+    Control and format characters (NUL, CR/LF, bidi overrides ...) are dropped, only the
+    last path component is kept (``/`` and ``\\`` both separate), leading dots are removed
+    (no ``..``, no hidden files), and the result fits in 255 bytes.
+    """
+    if not raw:
+        return None
+    name = unicodedata.normalize("NFC", raw)
+    name = "".join(c for c in name if not unicodedata.category(c).startswith("C"))
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = name.strip().lstrip(".").rstrip(" .")
+    name = _truncate(name).strip()
+    if not name or name in {".", ".."} or "/" in name or "\0" in name:
+        return None
+    return name
+
+
+def url_file_name(url: str) -> str | None:
+    """The (unsafe, decoded) last segment of the URL's path, or None."""
+    path = urllib.parse.urlsplit(url).path
+    last = path.rsplit("/", 1)[-1]
+    return urllib.parse.unquote(last, errors="replace") or None
+
+
+def _header(header: Mapping[str, str], name: str) -> str | None:
+    for key, value in header.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def remote_file_name(url: str, header: Mapping[str, str]) -> str:
+    """The safe local name for a download: Content-Disposition, else the URL's path."""
+    disposition = _header(header, "content-disposition")
+    if disposition:
+        name = safe_file_name(content_disposition_filename(disposition))
+        if name:
+            return name
+    return safe_file_name(url_file_name(url)) or _FALLBACK_NAME
+
+
+def _inside(folder: str, name: str) -> str:
+    """``folder/name``, checked to be a direct child of ``folder``."""
+    dest = os.path.join(folder, name)
+    if (
+        os.path.isabs(name)
+        or os.sep in name
+        or (os.altsep is not None and os.altsep in name)
+        or os.path.dirname(os.path.abspath(dest)) != os.path.abspath(folder)
+    ):  # pragma: no cover - safe_file_name already guarantees it
+        raise click.ClickException(f"refusing unsafe file name {name!r}")
+    return dest
+
+
+# --------------------------------------------------------------------------- placing files
+
+
+def _copy_exclusive(src: str, dest: str) -> None:
+    """Copy ``src`` to ``dest`` created exclusively (fails if ``dest`` exists)."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(src, "rb") as fin, os.fdopen(fd, "wb", closefd=False) as fout:
+            shutil.copyfileobj(fin, fout, _BLOCK)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(dest)
+        raise
+    os.close(fd)
+
+
+def move_into_place(src: str, dest: str, *, force: bool) -> None:
+    """Move the finished file ``src`` to ``dest``; never overwrites unless ``force``.
+
+    Without ``force`` the new name is made with ``link()`` (atomic, fails if ``dest``
+    exists); across file systems the file is first copied beside ``dest``. Raises
+    ``FileExistsError`` when ``dest`` exists and ``force`` is off.
+    """
+    try:
+        if force:
+            os.replace(src, dest)
+        else:
+            os.link(src, dest)
+            os.unlink(src)
+        return
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (
+            errno_codes.EXDEV,
+            errno_codes.EPERM,
+            errno_codes.ENOTSUP,
+            errno_codes.EOPNOTSUPP,
+            errno_codes.EMLINK,
+            errno_codes.ENOSYS,
+        ):
+            raise
+    if not force and os.path.lexists(dest):
+        raise FileExistsError(errno_codes.EEXIST, "File exists", dest)
+    folder, base = os.path.split(os.path.abspath(dest))
+    part = os.path.join(folder, f".{base[:200]}.{secrets.token_hex(4)}.wxpart")
+    try:
+        _copy_exclusive(src, part)
+        if force:
+            os.replace(part, dest)
+        else:
+            try:
+                os.link(part, dest)
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links here: create exclusively and copy again
+                _copy_exclusive(part, dest)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+    with contextlib.suppress(OSError):
+        os.unlink(src)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Tracker:
+    """One transfer's progress display."""
+
+    def update(self, done: int, total: int) -> None:
+        """Bytes done out of ``total`` (0: unknown)."""
+
+    def describe(self, label: str) -> None:
+        """Change the label."""
+
+
+class Reporter:
+    """Makes trackers; the base class shows nothing."""
+
+    def track(self, label: str, total: int | None = None) -> Tracker:
+        return Tracker()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _RichTracker(Tracker):
+    def __init__(self, progress: Progress, task_id: TaskID) -> None:
+        self._progress = progress
+        self._id = task_id
+
+    def update(self, done: int, total: int) -> None:
+        self._progress.update(self._id, completed=done, total=total or None)
+
+    def describe(self, label: str) -> None:
+        self._progress.update(self._id, description=_escape_markup(label))
+
+
+def _escape_markup(text: str) -> str:
+    return escape(text)
+
+
+class RichReporter(Reporter):
+    """Live bars on stderr: bytes, percent, speed, ETA; a pulsing bar while the size is unknown."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TaskProgressColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            refresh_per_second=10,
+        )
+        self._progress.start()
+
+    def track(self, label: str, total: int | None = None) -> Tracker:
+        task_id = self._progress.add_task(_escape_markup(label), total=total or None)
+        return _RichTracker(self._progress, task_id)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+class _PlainTracker(Tracker):
+    def __init__(self, label: str, echo: Callable[[str], None]) -> None:
+        self._label = label
+        self._echo = echo
+        self._decile = -1
+        self._lock = threading.Lock()
+
+    def update(self, done: int, total: int) -> None:
+        if total <= 0:
+            return
+        percent = min(100, done * 100 // total)
+        with self._lock:
+            if percent // 10 <= self._decile:
+                return
+            self._decile = percent // 10
+        self._echo(f"{self._label}: {percent:3d}% ({human_size(done)} of {human_size(total)})")
+
+    def describe(self, label: str) -> None:
+        self._label = label
+
+
+class PlainReporter(Reporter):
+    """One plain line per 10 % on stderr, for logs."""
+
+    def track(self, label: str, total: int | None = None) -> Tracker:
+        return _PlainTracker(label, lambda line: click.echo(line, err=True))
+
+
+def _reporter(quiet: bool) -> Reporter:
+    if quiet:
+        return Reporter()
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return Reporter()
+    return RichReporter(console)
+
+
+# --------------------------------------------------------------------------- waiting, Ctrl-C
+
+
+class Interrupt:
+    """While active (main thread only), SIGINT sets a flag instead of raising."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: Any = None
+        self._installed = False
+
+    @property
+    def interrupted(self) -> bool:
+        return self.event.is_set()
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+
+    def __enter__(self) -> Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+
+def wait(task: Task[R, Any], interrupt: Interrupt) -> R:
+    """``task.result()``, aborting the task when Ctrl-C is pressed meanwhile."""
+    while True:
+        if interrupt.interrupted:
+            task.abort()
+            try:
+                return task.result(timeout=_ABORT_GRACE)
+            except errors.TransferError:
+                raise
+            except TimeoutError:  # builtin: the abort did not complete in time
+                raise errors.AbortError(f"{task._api}:fail abort", errors.Errno.ABORT) from None
+        try:
+            return task.result(timeout=0.1)
+        except errors.TransferError:
+            raise
+        except TimeoutError:  # builtin: not done yet
+            continue
+
+
+# --------------------------------------------------------------------------- output, exits
+
+
+def _print_json(data: Mapping[str, Any], *, err: bool = False) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str), err=err)
+
+
+def _exit_code(exc: errors.TransferError) -> int:
+    if isinstance(exc, errors.TimeoutError):
+        return EXIT_TIMEOUT
+    if isinstance(exc, errors.AbortError):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, errors.InvalidArgumentError):
+        return EXIT_USAGE
+    return EXIT_FAILURE
+
+
+def exit_failure(
+    exc: errors.TransferError,
+    *,
+    as_json: bool,
+    code: int | None = None,
+) -> NoReturn:
+    """Report a failure on stderr and exit with its code."""
+    _exit_with(exc.to_dict(), as_json=as_json, code=_exit_code(exc) if code is None else code)
+
+
+def _exit_with(report: Mapping[str, Any], *, as_json: bool, code: int) -> NoReturn:
+    """Print ``report`` (errMsg, errno, ...) on stderr, as JSON or as an error line; exit."""
+    if as_json:
+        _print_json(report, err=True)
+    elif code == EXIT_USAGE:
+        ctx = click.get_current_context()
+        click.echo(ctx.get_usage(), err=True)
+        click.echo(f"Try '{ctx.command_path} --help' for help.\n", err=True)
+        click.echo(f"Error: {report['errMsg']}", err=True)
+    else:
+        click.echo(f"Error: {report['errMsg']}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def exit_interrupted(api: str, *, as_json: bool) -> NoReturn:
+    exit_failure(errors.AbortError(f"{api}:fail abort", errors.Errno.ABORT), as_json=as_json)
+
+
+def _http_error(api: str, status: int, *, as_json: bool) -> NoReturn:
+    """``--fail``: the platform has no errno for this, so ``errno`` is null."""
+    report = {
+        "errMsg": f"{api}:fail the server answered HTTP {status} (--fail)",
+        "errno": None,
+        "statusCode": status,
+    }
+    _exit_with(report, as_json=as_json, code=EXIT_HTTP_ERROR)
+
+
+def _save_error(exc: OSError, dest: str) -> errors.FileError:
+    if isinstance(exc, FileExistsError):
+        return errors.FileError(
+            f"downloadFile:fail file already exists {dest} (use --force to overwrite)",
+            1300000 + errno_codes.EEXIST,
+        )
+    if exc.errno in (errno_codes.EACCES, errno_codes.EPERM):
+        return errors.FileError(
+            f"downloadFile:fail permission denied {dest}", errors.Errno.PERMISSION_DENIED
+        )
+    return errors.FileError(
+        f"downloadFile:fail download save file error: {exc.strerror or exc} {dest}",
+        errors.Errno.SAVE_FILE_ERROR,
+    )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("Interrupted", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wxtransfer")
+def cli() -> None:
+    """Uploads and downloads the way wx.uploadFile / wx.downloadFile do them.
+
+    Exit codes: 0 done, 1 failure, 2 usage, 22 HTTP error with --fail, 28 timeout,
+    130 interrupted.
+    """
+
+
+_timeout_option = click.option(
+    "--timeout",
+    type=click.IntRange(min=0),
+    metavar="MS",
+    default=None,
+    help="Limit for the whole transfer in milliseconds (default 60000, as on the "
+    "platform; 0: no limit).",
+)
+_header_option = click.option(
+    "-H",
+    "--header",
+    "header",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    callback=_parse_headers,
+    help="Request header (repeatable).",
+)
+_json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the result object (statusCode, data/filePath, header, profile, errMsg) "
+    "as JSON on stdout; a failure as {errMsg, errno} on stderr.",
+)
+_quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+_fail_option = click.option(
+    "-f",
+    "--fail",
+    "fail_http",
+    is_flag=True,
+    help="Exit 22 when the server answers with a status >= 400 (a download is removed).",
+)
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--name", default="file", show_default=True, help="Multipart field name of the file.")
+@click.option(
+    "-F",
+    "--form",
+    "form",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_parse_form,
+    help="Form field sent before the file (repeatable).",
+)
+@_header_option
+@_timeout_option
+@_json_option
+@_quiet_option
+@_fail_option
+def upload(
+    url: str,
+    file: str,
+    name: str,
+    form: dict[str, str],
+    header: dict[str, str],
+    timeout: int | None,
+    as_json: bool,
+    quiet: bool,
+    fail_http: bool,
+) -> None:
+    """Upload FILE to URL as multipart/form-data (like wx.uploadFile).
+
+    The response body is printed on stdout.
+    """
+    api = "uploadFile"
+    with Runtime() as runtime, Interrupt() as interrupt, _reporter(quiet) as reporter:
+        task = runtime.upload_file(url, file, name, header=header, form_data=form, timeout=timeout)
+        tracker = reporter.track(f"upload {os.path.basename(file)}")
+
+        def on_progress(p: UploadProgress) -> None:
+            tracker.update(p.total_bytes_sent, p.total_bytes_expected_to_send)
+
+        task.on_progress_update(on_progress)
+        try:
+            res = wait(task, interrupt)
+        except errors.TransferError as exc:
+            reporter.close()
+            if interrupt.interrupted:
+                exit_interrupted(api, as_json=as_json)
+            exit_failure(exc, as_json=as_json)
+        reporter.close()
+    if interrupt.interrupted:
+        exit_interrupted(api, as_json=as_json)
+    if fail_http and res.status_code >= 400:
+        _http_error(api, res.status_code, as_json=as_json)
+    if as_json:
+        _print_json(res.to_dict())
+    else:
+        click.echo(res.data, nl=not res.data.endswith("\n"))
+
+
+@cli.command()
+@click.argument("url")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=str),
+    help="Save to this path (or into this folder, under the remote name).",
+)
+@click.option(
+    "-O",
+    "--remote-name",
+    is_flag=True,
+    help="Save in the current folder under the name from Content-Disposition or the URL "
+    "(the default).",
+)
+@_header_option
+@_timeout_option
+@_json_option
+@_quiet_option
+@_fail_option
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def download(
+    url: str,
+    output: str | None,
+    remote_name: bool,
+    header: dict[str, str],
+    timeout: int | None,
+    as_json: bool,
+    quiet: bool,
+    fail_http: bool,
+    force: bool,
+) -> None:
+    """Download URL to a file (like wx.downloadFile).
+
+    The file is named after the response's Content-Disposition or the URL's path, made
+    safe (a plain name in the current folder), unless -o names it. An existing file is
+    never overwritten without --force. The saved path is printed on stdout.
+    """
+    api = "downloadFile"
+    if output is not None and remote_name:
+        raise click.UsageError("use -o PATH or -O, not both")
+    folder = "."
+    explicit: str | None = None
+    if output is not None:
+        if os.path.isdir(output):
+            folder = output
+        else:
+            explicit = output
+            if not force and os.path.lexists(explicit):
+                exit_failure(_save_error(FileExistsError(), explicit), as_json=as_json)
+            parent = os.path.dirname(explicit) or "."
+            if not os.path.isdir(parent):
+                exit_failure(
+                    errors.FileError(
+                        f"downloadFile:fail download save file error: no such folder {parent}",
+                        errors.Errno.SAVE_FILE_ERROR,
+                    ),
+                    as_json=as_json,
+                )
+
+    state: dict[str, Any] = {}
+    with Runtime() as runtime, Interrupt() as interrupt, _reporter(quiet) as reporter:
+        task = runtime.download_file(url, header=header, timeout=timeout)
+        tracker = reporter.track(
+            f"download {os.path.basename(explicit) if explicit else ''}".rstrip()
+        )
+
+        def on_headers(h: HeadersReceived) -> None:
+            state["status"] = h.status_code
+            if fail_http and h.status_code >= 400:
+                state["http_error"] = h.status_code
+                task.abort()
+                return
+            if explicit is None:
+                name = remote_file_name(url, h.header)
+                dest = _inside(folder, name)
+                state["dest"] = dest
+                tracker.describe(f"download {name}")
+                if not force and os.path.lexists(dest):
+                    state["exists"] = dest
+                    task.abort()
+
+        def on_progress(p: DownloadProgress) -> None:
+            tracker.update(p.total_bytes_written, p.total_bytes_expected_to_write)
+
+        task.on_headers_received(on_headers)
+        task.on_progress_update(on_progress)
+        res: DownloadFileResult | None = None
+        failure: errors.TransferError | None = None
+        try:
+            res = wait(task, interrupt)
+        except errors.TransferError as exc:
+            failure = exc
+        reporter.close()
+
+        temp = res.temp_file_path if res is not None else None
+        try:
+            if interrupt.interrupted:
+                exit_interrupted(api, as_json=as_json)
+            if "http_error" in state:
+                _http_error(api, state["http_error"], as_json=as_json)
+            if "exists" in state:
+                exit_failure(_save_error(FileExistsError(), state["exists"]), as_json=as_json)
+            if failure is not None:
+                exit_failure(failure, as_json=as_json)
+            assert res is not None and temp is not None
+            if fail_http and res.status_code >= 400:
+                _http_error(api, res.status_code, as_json=as_json)
+            dest = (
+                explicit or state.get("dest") or _inside(folder, remote_file_name(url, res.header))
+            )
+            try:
+                move_into_place(temp, dest, force=force)
+            except OSError as exc:
+                exit_failure(_save_error(exc, dest), as_json=as_json)
+            temp = None
+        finally:
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+
+    path = os.path.abspath(dest)
+    if as_json:
+        out = {"filePath": path, **res.to_dict()}
+        out.pop("tempFilePath", None)
+        _print_json(out)
+    else:
+        click.echo(path)
+        if not quiet and Console(stderr=True).is_terminal:
+            click.echo(f"saved {human_size(res.data_length)} (HTTP {res.status_code})", err=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--root",
+    default="wxtransfer-files",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder uploads are stored in (created if missing).",
+)
+@click.option("--max-size", type=SIZE, default=None, help="Largest upload body (e.g. 100MiB).")
+@click.option("--token", default=None, help="Require 'Authorization: Bearer TOKEN'.")
+def serve(host: str, port: int, root: Path, max_size: int | None, token: str | None) -> None:
+    """Run the development server: POST /upload, GET /files/NAME, GET / lists files."""
+    from . import _server
+
+    if token is not None and not token:
+        raise click.BadParameter("must not be empty", param_hint="--token")
+    try:
+        _server.serve(host, port, root=root, max_size=max_size, token=token)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@cli.command()
+@click.option(
+    "--size",
+    type=SIZE,
+    default="256MiB",
+    show_default=True,
+    help="Size of the sample file (256MiB, 10MB, 1048576 ...).",
+)
+def demo(size: int) -> None:
+    """Round trip through a local dev server: upload a sample file, download it, compare."""
+    from . import _demo
+
+    _demo.run(size)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="wxtransfer")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

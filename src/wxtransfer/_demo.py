@@ -1,0 +1,174 @@
+"""``wxtransfer demo``: a round trip through the embedded dev server, with progress bars.
+
+Starts a :class:`~wxtransfer._server.DevServer` on a free loopback port with a temporary
+root, writes a random sample file, uploads it, downloads it back from the ``url`` the
+server returned, and compares sha256 digests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import _errors as errors
+from ._cli import (
+    EXIT_FAILURE,
+    Interrupt,
+    PlainReporter,
+    Reporter,
+    RichReporter,
+    exit_failure,
+    exit_interrupted,
+    human_size,
+    wait,
+)
+from ._runtime import Runtime
+from ._server import DevServer
+
+__all__ = ["file_sha256", "make_sample", "run"]
+
+_BLOCK = 1024 * 1024
+
+
+def make_sample(path: Path, size: int, interrupt: Interrupt | None = None) -> str:
+    """Write ``size`` random bytes to ``path`` in 1 MiB blocks; return their sha256."""
+    digest = hashlib.sha256()
+    with open(path, "xb") as f:
+        left = size
+        while left > 0:
+            if interrupt is not None and interrupt.interrupted:
+                raise KeyboardInterrupt
+            block = os.urandom(min(_BLOCK, left))
+            f.write(block)
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _demo_reporter() -> Iterator[Reporter]:
+    if sys.stderr.isatty():
+        reporter: Reporter = RichReporter(Console(stderr=True, force_terminal=True))
+    else:
+        reporter = PlainReporter()
+    with reporter:
+        yield reporter
+
+
+def _rate(size: int, seconds: float) -> str:
+    return f"{human_size(size / seconds)}/s" if seconds > 0 else "-"
+
+
+def run(size: int) -> None:
+    """Upload a ``size``-byte sample to a local dev server, download it back, compare.
+
+    Exits (``click.exceptions.Exit``) with 1 when the bytes differ, 130 on Ctrl-C.
+    """
+
+    out = Console()
+    out.print(f"[bold]wxtransfer demo[/]: round trip of {human_size(size)} ({size} bytes)")
+    with contextlib.ExitStack() as stack:
+        interrupt = stack.enter_context(Interrupt())
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wxtransfer-demo-")))
+        server = stack.enter_context(DevServer(tmp / "root"))
+        runtime = stack.enter_context(Runtime(temp_dir=tmp / "temp"))
+        out.print(f"dev server at {server.url}, files in {tmp}")
+        sample = tmp / "sample.bin"
+        try:
+            sent_sha = make_sample(sample, size, interrupt)
+        except KeyboardInterrupt:
+            exit_interrupted("uploadFile", as_json=False)
+
+        with _demo_reporter() as reporter:
+            started = time.monotonic()
+            up = runtime.upload_file(server.url + "/upload", sample, "file", timeout=0)
+            up_bar = reporter.track("upload", size)
+            up.on_progress_update(
+                lambda p: up_bar.update(p.total_bytes_sent, p.total_bytes_expected_to_send)
+            )
+            try:
+                up_res = wait(up, interrupt)
+            except errors.TransferError as exc:
+                reporter.close()
+                exit_failure(exc, as_json=False)
+            up_time = time.monotonic() - started
+            if interrupt.interrupted:
+                reporter.close()
+                exit_interrupted("uploadFile", as_json=False)
+            try:
+                stored = json.loads(up_res.data)["files"][0]
+                server_sha, file_url = str(stored["sha256"]), str(stored["url"])
+            except (ValueError, KeyError, IndexError, TypeError):
+                reporter.close()
+                raise click.ClickException(
+                    f"unexpected upload reply (HTTP {up_res.status_code}): {up_res.data[:200]}"
+                ) from None
+
+            started = time.monotonic()
+            down = runtime.download_file(server.url + file_url, timeout=0)
+            down_bar = reporter.track("download", size)
+            down.on_progress_update(
+                lambda p: down_bar.update(p.total_bytes_written, p.total_bytes_expected_to_write)
+            )
+            try:
+                down_res = wait(down, interrupt)
+            except errors.TransferError as exc:
+                reporter.close()
+                exit_failure(exc, as_json=False)
+            down_time = time.monotonic() - started
+            if interrupt.interrupted:
+                reporter.close()
+                exit_interrupted("downloadFile", as_json=False)
+        assert down_res.temp_file_path is not None
+        received_sha = file_sha256(down_res.temp_file_path)
+        received_size = os.path.getsize(down_res.temp_file_path)
+
+    table = Table(title="wxtransfer demo")
+    table.add_column("direction")
+    table.add_column("HTTP", justify="right")
+    table.add_column("size", justify="right")
+    table.add_column("time", justify="right")
+    table.add_column("throughput", justify="right")
+    table.add_row(
+        "upload",
+        str(up_res.status_code),
+        human_size(size),
+        f"{up_time:.2f} s",
+        _rate(size, up_time),
+    )
+    table.add_row(
+        "download",
+        str(down_res.status_code),
+        human_size(received_size),
+        f"{down_time:.2f} s",
+        _rate(received_size, down_time),
+    )
+    out.print(table)
+    out.print(f"sha256 sent:     {sent_sha}", soft_wrap=True)
+    out.print(f"sha256 server:   {server_sha}", soft_wrap=True)
+    out.print(f"sha256 received: {received_sha}", soft_wrap=True)
+    ok = sent_sha == server_sha == received_sha and received_size == size
+    if ok:
+        out.print("[bold green]OK[/]: the bytes that came back are the bytes that went up")
+    else:
+        out.print("[bold red]MISMATCH[/]: the bytes differ")
+        raise click.exceptions.Exit(EXIT_FAILURE)
