@@ -163,13 +163,6 @@ def test_cancelling_a_coroutine_aborts_the_task(tmp_path: Path, server: ServerTh
     asyncio.run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: _task.py Task._wait_async.on_done calls wake() directly when "
-    "self._dispatcher.is_current(); for a task started outside the loop that is the "
-    "runtime's dispatcher thread, so future.set_result runs off the loop's thread and "
-    "the loop is never woken: the await hangs (here until wait_for's 2 s timer)",
-)
 def test_await_task_started_outside_the_loop(tmp_path: Path, server: ServerThread) -> None:
     threads: list[int] = []
     with _runtime(tmp_path) as rt:
@@ -281,12 +274,6 @@ def test_async_with_runtime(tmp_path: Path, server: ServerThread) -> None:
     assert asyncio.run(main()).closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: events of a task started on a loop that then stops running are queued "
-    "on that loop with call_soon_threadsafe and never run (loop.close() drops them); "
-    "task.result() from plain code then never returns",
-)
 def test_task_outliving_a_stopped_loop_still_completes(
     tmp_path: Path, server: ServerThread
 ) -> None:

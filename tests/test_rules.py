@@ -197,6 +197,7 @@ def test_rules_defaults_and_validation() -> None:
     for bad in (
         {"app_id": ""},
         {"app_id": "wx/../x"},
+        {"app_id": ".."},
         {"app_id": APP_ID, "version": "1.0/x"},
         {"app_id": APP_ID, "max_download_bytes": 0},
         {"app_id": APP_ID, "max_concurrent": 0},

@@ -363,12 +363,6 @@ def test_module_functions_use_default_runtime(server: ServerThread, default_runt
     assert wxtransfer.get_saved_file_list() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug (spec §1 'never raise for bad input'): wx.downloadFile / wx.uploadFile "
-    "raise InvalidArgumentError synchronously when the option is not a dict "
-    "(wx.py _option) instead of returning a failed task",
-)
 def test_non_dict_option_gives_failed_task_not_exception() -> None:
     task = wx.downloadFile("http://127.0.0.1:1/x")  # type: ignore[arg-type]
     err = task.exception(timeout=10)

@@ -7,6 +7,7 @@ runtime's single dispatcher thread, like the platform's single JavaScript thread
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
 import threading
@@ -65,39 +66,60 @@ class ThreadDispatcher(Dispatcher):
             del fn  # holding the last callable would keep its task alive
 
     def close(self, timeout: float | None = None) -> None:
-        """Run what is queued, then stop the thread (not waiting when called from it)."""
+        """Run what is queued, then stop the thread; a later call() starts a new one."""
         with self._lock:
             thread, self._closed = self._thread, True
             if thread is None:
                 return
             self._thread = None
         self._queue.put(None)
-        if threading.current_thread() is not thread:
+        if threading.current_thread() is not thread:  # from a callback: nothing to wait for
             thread.join(timeout)
-        else:
-            # Called from a callback: what remains runs after this one, on a fresh thread.
-            pass
 
 
 class LoopDispatcher(Dispatcher):
-    """Schedules on an asyncio loop; falls back to a thread once that loop is closed."""
+    """Runs callables on an asyncio loop while it runs, else on a fallback thread.
+
+    Callables wait in one FIFO of our own, drained on whichever side gets to it, so
+    nothing is lost when the loop stops or closes, and order is kept either way.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fallback: Dispatcher) -> None:
         self._loop = loop
         self._fallback = fallback
+        self._items: collections.deque[Callable[[], object]] = collections.deque()
+        self._lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._draining: int | None = None  # the thread running a callable right now
 
     def call(self, fn: Callable[[], object]) -> None:
-        try:
-            self._loop.call_soon_threadsafe(run_callback, fn)
-        except RuntimeError:  # the loop is closed: the callbacks still run, elsewhere
-            self._fallback.call(fn)
+        with self._lock:
+            self._items.append(fn)
+        if self._loop.is_running():
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+                return
+            except RuntimeError:  # closed in the meantime
+                pass
+        self._fallback.call(self._drain)
+
+    def _drain(self) -> None:
+        with self._run_lock:
+            self._draining = threading.get_ident()
+            try:
+                while True:
+                    with self._lock:
+                        if not self._items:
+                            return
+                        fn = self._items.popleft()
+                    run_callback(fn)
+                    del fn
+            finally:
+                self._draining = None
 
     def loop_alive(self) -> bool:
         """Whether the loop can still run what is scheduled on it."""
         return self._loop.is_running()
 
     def is_current(self) -> bool:
-        try:
-            return asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            return False
+        return self._draining == threading.get_ident()

@@ -64,6 +64,7 @@ _OTHER_API: dict[Api, Api] = {"uploadFile": "downloadFile", "downloadFile": "upl
 _NOT_IN_LIST = "url not in domain list"
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._-]+$")
+_APP_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _FORBIDDEN_DOMAINS = frozenset({"api.weixin.qq.com"})  # "api.weixin.qq.com cannot be configured"
 _TIMEOUT_KEYS = ("request", "connectSocket", "uploadFile", "downloadFile")
 _TLS_CODES = frozenset({35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98})
@@ -396,7 +397,7 @@ class WeChatRules:
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
 
     def __post_init__(self) -> None:
-        if not isinstance(self.app_id, str) or not _TOKEN.match(self.app_id):
+        if not isinstance(self.app_id, str) or not _APP_ID.match(self.app_id):
             raise ValueError(
                 f"app_id should be the mini program's AppID (wx...), not {self.app_id!r}"
             )

@@ -209,6 +209,13 @@ class Runtime:
         self._submit(request, task)
         return task
 
+    def _refused(self, api: Api, error: TransferError) -> UploadTask | DownloadTask:
+        """A task already failed with ``error``: for calls refused before any checking."""
+        cls = UploadTask if api == "uploadFile" else DownloadTask
+        task = cls(api, self._dispatcher_for_caller())
+        task._report_done(error)
+        return task
+
     def _dispatcher_for_caller(self) -> Dispatcher:
         try:
             loop = asyncio.get_running_loop()

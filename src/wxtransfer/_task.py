@@ -7,6 +7,7 @@ callable runs on the task's dispatcher, one at a time and in the order the event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Generator
@@ -161,13 +162,15 @@ class Task(Generic[R, P]):
                 future.set_result(None)
 
         def on_done() -> None:
-            if self._dispatcher.is_current():
+            try:
+                here = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            if here is loop:
                 wake()
             else:
-                try:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                     loop.call_soon_threadsafe(wake)
-                except RuntimeError:
-                    pass
 
         self._add_done_callback(on_done)
         try:

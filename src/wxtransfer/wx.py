@@ -41,7 +41,10 @@ def _option(api: str, option: object) -> Mapping[str, Any]:
 
 def uploadFile(option: Option) -> UploadTask:
     """``wx.uploadFile``: keys url, filePath, name, header, formData, timeout, callbacks."""
-    o = _option("uploadFile", option)
+    try:
+        o = _option("uploadFile", option)
+    except TransferError as exc:  # never raise: the failure is the task's
+        return default_runtime()._refused("uploadFile", exc)  # type: ignore[return-value]
     return default_runtime().upload_file(
         o.get("url"),  # type: ignore[arg-type]
         o.get("filePath"),  # type: ignore[arg-type]
@@ -60,7 +63,10 @@ def uploadFile(option: Option) -> UploadTask:
 
 def downloadFile(option: Option) -> DownloadTask:
     """``wx.downloadFile``: keys url, header, filePath, timeout, callbacks."""
-    o = _option("downloadFile", option)
+    try:
+        o = _option("downloadFile", option)
+    except TransferError as exc:  # never raise: the failure is the task's
+        return default_runtime()._refused("downloadFile", exc)  # type: ignore[return-value]
     return default_runtime().download_file(
         o.get("url"),  # type: ignore[arg-type]
         header=o.get("header"),
