@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import errno as errno_codes
+import functools
+import ipaddress
 import json
 import os
 import re
@@ -24,6 +26,7 @@ import threading
 import unicodedata
 import urllib.parse
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
@@ -50,10 +53,18 @@ from ._results import (
     UploadFileResult,
     UploadProgress,
 )
+from ._rules import WeChatRules
 from ._runtime import Runtime, __version__
 from ._task import Task
 
-__all__ = ["main", "parse_size", "remote_file_name", "safe_file_name"]
+__all__ = [
+    "RuntimeSettings",
+    "main",
+    "parse_resolve",
+    "parse_size",
+    "remote_file_name",
+    "safe_file_name",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -148,6 +159,100 @@ def _parse_form(
             raise click.BadParameter(f"{raw!r} should look like key=value", ctx, param)
         form[key] = value
     return form
+
+
+# --------------------------------------------------------------------------- --resolve
+
+_RESOLVE_FORMS = (
+    "HOST:ADDR, HOST:ADDR:PORT, HOST:[IPV6] or HOST:[IPV6]:PORT (or curl's HOST:PORT:ADDR)"
+)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _port(text: str) -> int | None:
+    if text.isascii() and text.isdigit() and 0 < int(text) < 65536:
+        return int(text)
+    return None
+
+
+def _runtime_address(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int | None) -> str:
+    """The value ``Runtime(resolve={host: ...})`` takes: ``addr`` or ``addr:port``."""
+    if port is None:
+        return str(addr)
+    return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+
+
+def parse_resolve(entry: str) -> tuple[str, str]:
+    """One ``--resolve`` value -> ``(host, value for Runtime(resolve=...))``.
+
+    ``HOST:ADDR`` connects to ADDR on the URL's port; ``HOST:ADDR:PORT`` connects to
+    ADDR:PORT whatever the URL's port (like curl's ``--connect-to``); an IPv6 ADDR is
+    written in brackets. curl's own ``HOST:PORT:ADDR`` is accepted too and means
+    ``HOST:ADDR`` (the mapping then holds for every port of HOST). ADDR is an IP address.
+    Raises ``ValueError`` with what is wrong.
+    """
+    text = entry.strip()
+    host, sep, rest = text.partition(":")
+    host = host.strip().lower().rstrip(".")
+    if not sep or not host or not rest or any(c in host for c in "[]/ \t"):
+        raise ValueError(f"{entry!r} should be {_RESOLVE_FORMS}")
+    if host.startswith(("-", "+")):
+        raise ValueError(f"{entry!r}: curl's '+' and '-' prefixes are not supported")
+    if rest.startswith("["):  # HOST:[IPV6] or HOST:[IPV6]:PORT
+        inside, close, after = rest[1:].partition("]")
+        addr = _ip(inside) if close else None
+        if addr is None or addr.version != 6:
+            raise ValueError(f"{entry!r}: {rest!r} is not a bracketed IPv6 address")
+        if not after:
+            return host, _runtime_address(addr, None)
+        port = _port(after[1:]) if after.startswith(":") else None
+        if port is None:
+            raise ValueError(f"{entry!r}: bad port after {inside!r} (1-65535)")
+        return host, _runtime_address(addr, port)
+    first, sep2, second = rest.partition(":")
+    if not sep2:  # HOST:ADDR
+        addr = _ip(first)
+        if addr is None:
+            raise ValueError(f"{entry!r}: {first!r} is not an IP address")
+        return host, _runtime_address(addr, None)
+    if _port(first) is not None:  # curl's HOST:PORT:ADDR
+        addr = _ip(second[1:-1] if second.startswith("[") and second.endswith("]") else second)
+        if addr is not None:
+            return host, _runtime_address(addr, None)
+        if "," in second:
+            raise ValueError(f"{entry!r}: give one address, not a list")
+        if _ip(rest) is None:
+            raise ValueError(f"{entry!r}: {second!r} is not an IP address")
+    addr = _ip(first)
+    if addr is None:
+        if _ip(rest) is not None:
+            raise ValueError(f"{entry!r}: write an IPv6 address in brackets: {host}:[{rest}]")
+        raise ValueError(f"{entry!r} should be {_RESOLVE_FORMS}")
+    port = _port(second)
+    if port is None:
+        raise ValueError(f"{entry!r}: bad port {second!r} (1-65535)")
+    return host, _runtime_address(addr, port)
+
+
+def _parse_resolve_option(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    resolve: dict[str, str] = {}
+    for raw in values:
+        try:
+            host, addr = parse_resolve(raw)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+        if host in resolve and resolve[host] != addr:
+            raise click.BadParameter(f"{host} is given twice ({resolve[host]}, {addr})", ctx, param)
+        resolve[host] = addr
+    return resolve
 
 
 # --------------------------------------------------------------------------- file names
@@ -544,6 +649,186 @@ def _save_error(exc: OSError, dest: str) -> errors.FileError:
     )
 
 
+# --------------------------------------------------------------------------- runtime options
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """What ``--rules``/``--resolve``/``--cacert`` ask for; :meth:`build` makes the runtime."""
+
+    rules: WeChatRules | None = None
+    resolve: Mapping[str, str] = field(default_factory=dict)
+    ca_file: str | None = None
+
+    def build(self) -> Runtime:
+        return Runtime(rules=self.rules, resolve=dict(self.resolve), ca_file=self.ca_file)
+
+
+#: The options that only mean something under ``--rules wechat``.
+_RULE_FLAGS = (
+    ("app_id", "--app-id"),
+    ("app_version", "--app-version"),
+    ("upload_domains", "--upload-domain"),
+    ("download_domains", "--download-domain"),
+    ("project", "--project"),
+)
+
+
+def runtime_settings(
+    *,
+    rules_name: str | None,
+    app_id: str | None = None,
+    app_version: str | None = None,
+    upload_domains: tuple[str, ...] = (),
+    download_domains: tuple[str, ...] = (),
+    project: str | None = None,
+    resolve: Mapping[str, str] | None = None,
+    ca_file: str | None = None,
+) -> RuntimeSettings:
+    """Check the runtime options together; ``click.UsageError`` (exit 2) when they clash."""
+    given = {
+        "app_id": app_id is not None,
+        "app_version": app_version is not None,
+        "upload_domains": bool(upload_domains),
+        "download_domains": bool(download_domains),
+        "project": project is not None,
+    }
+    rules: WeChatRules | None = None
+    if rules_name is None:
+        stray = [flag for key, flag in _RULE_FLAGS if given[key]]
+        if stray:
+            raise click.UsageError(
+                f"{', '.join(stray)} only {'applies' if len(stray) == 1 else 'apply'} "
+                "under the platform's rules: add --rules wechat"
+            )
+    else:
+        overrides: dict[str, Any] = {}
+        if app_id is not None:
+            overrides["app_id"] = app_id
+        if app_version is not None:
+            overrides["version"] = app_version
+        if upload_domains:
+            overrides["upload_domains"] = list(upload_domains)
+        if download_domains:
+            overrides["download_domains"] = list(download_domains)
+        if project is None and app_id is None:
+            raise click.UsageError(
+                "--rules wechat needs the mini program's AppID: add --app-id wx... "
+                "(or --project DIR, whose project.config.json names it)"
+            )
+        try:
+            if project is not None:
+                rules = WeChatRules.from_project(project, **overrides)
+            else:
+                rules = WeChatRules(**overrides)
+        except ValueError as exc:
+            message = str(exc)
+            for key, flag in (
+                ("upload_domains", "--upload-domain"),
+                ("download_domains", "--download-domain"),
+                ("app_id", "--app-id"),
+                ("version", "--app-version"),
+            ):
+                if message.startswith(key) and key in overrides:
+                    message = flag + message[len(key) :]
+            if message.startswith("no AppID"):
+                message = (
+                    f"--project {project}: no AppID there (project.config.json's appid); "
+                    "add --app-id wx..."
+                )
+            raise click.UsageError(message) from None
+    return RuntimeSettings(rules=rules, resolve=dict(resolve or {}), ca_file=ca_file)
+
+
+_runtime_option_decorators: tuple[Callable[[Callable[..., Any]], Callable[..., Any]], ...] = (
+    click.option(
+        "--rules",
+        "rules_name",
+        type=click.Choice(["wechat"]),
+        default=None,
+        help="Apply the mini program platform's network rules (docs/rules.md): https only, "
+        "the domain allowlists, ports, the fixed Referer, TLS 1.2+, 200 MB per download ...",
+    ),
+    click.option(
+        "--app-id",
+        metavar="ID",
+        default=None,
+        help="(--rules) The mini program's AppID, used in the Referer.",
+    ),
+    click.option(
+        "--app-version",
+        metavar="V",
+        default=None,
+        help="(--rules) The Referer's version: devtools (the default), 0 or a release version.",
+    ),
+    click.option(
+        "--upload-domain",
+        "upload_domains",
+        multiple=True,
+        metavar="D",
+        help="(--rules) An uploadFile server domain, https://host[:port] as the console shows "
+        "it (repeatable; replaces the --project list).",
+    ),
+    click.option(
+        "--download-domain",
+        "download_domains",
+        multiple=True,
+        metavar="D",
+        help="(--rules) A downloadFile server domain, https://host[:port] (repeatable; "
+        "replaces the --project list).",
+    ),
+    click.option(
+        "--project",
+        metavar="DIR",
+        type=click.Path(exists=True, path_type=str),
+        default=None,
+        help="(--rules) Read the AppID, networkTimeout and domains.json from a mini program "
+        "project folder (or its app.json); the flags above override it.",
+    ),
+    click.option(
+        "--resolve",
+        multiple=True,
+        metavar="HOST:ADDR[:PORT]",
+        callback=_parse_resolve_option,
+        help="Connect to ADDR (an IP address; IPv6 in brackets) for HOST, on PORT if given, "
+        "else the URL's port; TLS still checks HOST. curl's HOST:PORT:ADDR works too "
+        "(repeatable).",
+    ),
+    click.option(
+        "--cacert",
+        "ca_file",
+        metavar="FILE",
+        type=click.Path(exists=True, dir_okay=False, path_type=str),
+        default=None,
+        help="Also trust the CA certificates in this PEM file (staging or company CAs).",
+    ),
+)
+
+
+def runtime_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--rules``, ``--app-id`` ... ``--resolve``, ``--cacert`` to a command, which then
+    receives them as one ``settings: RuntimeSettings`` (checked: usage errors come first)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        settings = runtime_settings(
+            rules_name=kwargs.pop("rules_name"),
+            app_id=kwargs.pop("app_id"),
+            app_version=kwargs.pop("app_version"),
+            upload_domains=kwargs.pop("upload_domains"),
+            download_domains=kwargs.pop("download_domains"),
+            project=kwargs.pop("project"),
+            resolve=kwargs.pop("resolve"),
+            ca_file=kwargs.pop("ca_file"),
+        )
+        return command(*args, settings=settings, **kwargs)
+
+    decorated: Callable[..., Any] = wrapper
+    for option in reversed(_runtime_option_decorators):
+        decorated = option(decorated)
+    return decorated
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -618,6 +903,7 @@ _fail_option = click.option(
 @_json_option
 @_quiet_option
 @_fail_option
+@runtime_options
 def upload(
     url: str,
     file: str,
@@ -628,13 +914,14 @@ def upload(
     as_json: bool,
     quiet: bool,
     fail_http: bool,
+    settings: RuntimeSettings,
 ) -> None:
     """Upload FILE to URL as multipart/form-data (like wx.uploadFile).
 
     The response body is printed on stdout.
     """
     api = "uploadFile"
-    with Runtime() as runtime, Interrupt() as interrupt, _reporter(quiet) as reporter:
+    with settings.build() as runtime, Interrupt() as interrupt, _reporter(quiet) as reporter:
         task = runtime.upload_file(url, file, name, header=header, form_data=form, timeout=timeout)
         tracker = reporter.track(f"upload {os.path.basename(file)}")
 
@@ -681,6 +968,7 @@ def upload(
 @_quiet_option
 @_fail_option
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@runtime_options
 def download(
     url: str,
     output: str | None,
@@ -691,6 +979,7 @@ def download(
     quiet: bool,
     fail_http: bool,
     force: bool,
+    settings: RuntimeSettings,
 ) -> None:
     """Download URL to a file (like wx.downloadFile).
 
@@ -721,7 +1010,7 @@ def download(
                 )
 
     state: dict[str, Any] = {}
-    with Runtime() as runtime, Interrupt() as interrupt, _reporter(quiet) as reporter:
+    with settings.build() as runtime, Interrupt() as interrupt, _reporter(quiet) as reporter:
         task = runtime.download_file(url, header=header, timeout=timeout)
         tracker = reporter.track(
             f"download {os.path.basename(explicit) if explicit else ''}".rstrip()
