@@ -1,0 +1,1 @@
+"""Benchmark clients, one module per tool; run as ``python -m clients.<tool>`` from benchmarks/."""

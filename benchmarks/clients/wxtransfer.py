@@ -1,0 +1,87 @@
+"""wxtransfer client, through its public API only (download_file / upload_file / Runtime)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import wxtransfer
+from clients._common import Args, Progress, check, check_file, check_upload, main
+
+# Fail the probe (so the harness reports the tool as skipped) until the API exists.
+_API = (wxtransfer.download_file, wxtransfer.upload_file)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"wxtransfer {version('wxtransfer')}"
+    except Exception:
+        return f"wxtransfer {getattr(wxtransfer, '__version__', '?')}"
+
+
+def download(args: Args, prog: Progress | None) -> int:
+    """D1."""
+    task = wxtransfer.download_file(args.url, file_path=str(args.target), timeout=0)
+    if prog:
+        p = prog
+        task.on_progress_update(lambda ev: p.update(ev.progress))
+    res = task.result()
+    check(res.status_code == 200, f"status {res.status_code}")
+    check_file(args.target, args.size)
+    return args.size
+
+
+def upload(args: Args, prog: Progress | None) -> int:
+    """U1."""
+    task = wxtransfer.upload_file(
+        args.url, str(args.target), "file", form_data={"user": "bench"}, timeout=0
+    )
+    if prog:
+        p = prog
+        task.on_progress_update(lambda ev: p.update(ev.progress))
+    res = task.result()
+    check_upload(res.status_code, res.data)
+    return args.target.stat().st_size
+
+
+def many(args: Args) -> int:
+    """S1/S2: start every task at once; the runtime keeps at most 10 in flight."""
+    rt_cls = getattr(wxtransfer, "Runtime", None)
+    ctx: Any = (
+        rt_cls(max_concurrent_downloads=args.concurrency, max_concurrent_uploads=args.concurrency)
+        if rt_cls is not None
+        else contextlib.nullcontext(wxtransfer)
+    )
+    with ctx as api:
+        if args.scenario == "S1":
+            pairs = args.small_urls()
+            tasks = [api.download_file(u, file_path=str(o), timeout=0) for u, o in pairs]
+            for task, (_, out) in zip(tasks, pairs, strict=True):
+                res = task.result()
+                check(res.status_code == 200, f"status {res.status_code}")
+                check_file(out, args.size)
+            return args.count * args.size
+        files = args.small_files()
+        tasks = [
+            api.upload_file(args.url, str(p), "file", form_data={"user": "bench"}, timeout=0)
+            for p in files
+        ]
+        for task in tasks:
+            res = task.result()
+            check_upload(res.status_code, res.data)
+        return sum(p.stat().st_size for p in files)
+
+
+def run(args: Args, prog: Progress | None) -> int:
+    """Dispatch on the scenario."""
+    if args.scenario == "D1":
+        return download(args, prog)
+    if args.scenario == "U1":
+        return upload(args, prog)
+    return many(args)
+
+
+if __name__ == "__main__":
+    main(run, _version, frozenset({"D1", "U1"}))

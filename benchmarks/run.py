@@ -1,0 +1,718 @@
+"""Benchmark harness: wxtransfer against curl, pycurl, requests, httpx and aiohttp.
+
+Starts a private nginx on 127.0.0.1, makes the test files, runs every scenario for every tool
+as a separate measured subprocess, interleaved over several rounds, and writes the medians to
+``docs/benchmarks.md`` plus a chart ``docs/benchmarks.png``.
+
+    python benchmarks/run.py                 # full run (5 rounds, 1024 MiB for D1/U1)
+    python benchmarks/run.py --smoke         # tiny sizes, one round, writes under .work/
+    python benchmarks/run.py --only D1,U1 --tools curl,pycurl --rounds 3
+
+Exit status: 0 when every run of every available tool succeeded (unavailable tools are
+reported as skipped), 1 when a run failed, 2 when the harness itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from clients import curl as curl_client
+from clients._common import Args, Failure, check, check_file, small_name
+from measure import Measurement, rss_method, run_measured
+from server import Nginx
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+WORK = BENCH_DIR / ".work"
+DOC = REPO / "docs" / "benchmarks.md"
+SMOKE_DOC = WORK / "benchmarks-smoke.md"
+
+ALL_TOOLS = ("curl", "pycurl", "requests", "httpx", "aiohttp", "wxtransfer")
+PEERS = ("pycurl", "requests", "httpx", "aiohttp")
+SMALL_SIZE = 10 * 1024
+CONCURRENCY = 10
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark scenario; P1 variants are D1/U1 with a progress listener."""
+
+    name: str
+    base: str  # D1, U1, S1 or S2: what the client is asked to do
+    progress: bool
+    title: str
+
+    @property
+    def big(self) -> bool:
+        """True for the one-large-file scenarios."""
+        return self.base in ("D1", "U1")
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("D1", "D1", False, "download one {size} MiB file to disk"),
+        Scenario("U1", "U1", False, "multipart upload of one {size} MiB file (+ user=bench)"),
+        Scenario("S1", "S1", False, "{count} downloads of 10 KiB files, at most 10 in flight"),
+        Scenario("S2", "S2", False, "{count} multipart uploads of 10 KiB files, 10 in flight"),
+        Scenario("P1D", "D1", True, "D1 with a progress listener"),
+        Scenario("P1U", "U1", True, "U1 with a progress listener"),
+    )
+}
+
+
+@dataclass
+class Config:
+    """What to run, from the command line."""
+
+    smoke: bool
+    rounds: int
+    size_mib: int
+    count: int
+    scenarios: list[Scenario]
+    tools: list[str]
+    doc: Path
+    command: str
+
+    @property
+    def png(self) -> Path:
+        """Chart path, next to the doc."""
+        return self.doc.with_suffix(".png")
+
+
+@dataclass
+class Tool:
+    """A tool and whether it can run here."""
+
+    name: str
+    available: bool
+    version: str = ""
+    progress: frozenset[str] = frozenset()
+    reason: str = ""
+    idle_rss: int = 0  # peak RSS of just starting the client and importing the tool
+
+
+@dataclass
+class RunResult:
+    """One measured run."""
+
+    round: int
+    scenario: str
+    tool: str
+    ok: bool
+    error: str = ""
+    wall: float = 0.0  # transfer phase (client-reported; curl: the process)
+    cpu: float = 0.0  # CPU of the transfer phase (client-reported; curl: the process)
+    proc_wall: float = 0.0
+    proc_cpu: float = 0.0  # user+sys of the whole child process (rusage)
+    peak_rss: int = 0
+    peak_rss_polled: int = 0
+    nbytes: int = 0
+    progress_calls: int | None = None
+
+
+@dataclass
+class Data:
+    """The files served and uploaded."""
+
+    www: Path
+    big: Path
+    small_dir: Path
+    count: int
+    outdir: Path = field(default_factory=lambda: WORK / "out")
+
+    @property
+    def big_size(self) -> int:
+        """Size of the large file in bytes."""
+        return self.big.stat().st_size
+
+
+# ---------------------------------------------------------------- setup
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Command line to Config."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, one round, doc under .work/")
+    p.add_argument("--rounds", type=int, default=5, help="rounds (default 5; smoke: 1)")
+    p.add_argument("--size-mib", type=int, default=None, help="D1/U1 file size (default 1024)")
+    p.add_argument("--count", type=int, default=None, help="S1/S2 transfers (default 1000)")
+    p.add_argument("--only", default="", help="scenarios, e.g. D1,U1,S1,S2,P1 (P1 = P1D,P1U)")
+    p.add_argument("--tools", default="", help=f"tools among {','.join(ALL_TOOLS)}")
+    p.add_argument("--out", type=Path, default=None, help="markdown output (PNG next to it)")
+    ns = p.parse_args(argv)
+    names: list[str] = []
+    for raw in (ns.only or "D1,U1,S1,S2,P1").split(","):
+        name = raw.strip().upper()
+        expand = ["D1", "U1", "P1D", "P1U"] if name == "P1" else [name]
+        for n in expand:
+            if n not in SCENARIOS:
+                p.error(f"unknown scenario {raw!r}")
+            if n not in names:
+                names.append(n)
+    if "P1D" in names and "D1" not in names:  # P1 is reported against the plain run
+        names.insert(0, "D1")
+    if "P1U" in names and "U1" not in names:
+        names.insert(0, "U1")
+    names.sort(key=list(SCENARIOS).index)
+    tools = [t.strip() for t in ns.tools.split(",") if t.strip()] or list(ALL_TOOLS)
+    for t in tools:
+        if t not in ALL_TOOLS:
+            p.error(f"unknown tool {t!r}")
+    argv_s = " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    return Config(
+        smoke=ns.smoke,
+        rounds=1 if ns.smoke else max(1, ns.rounds),
+        size_mib=ns.size_mib or (8 if ns.smoke else 1024),
+        count=ns.count or (100 if ns.smoke else 1000),
+        scenarios=[SCENARIOS[n] for n in names],
+        tools=tools,
+        doc=ns.out or (SMOKE_DOC if ns.smoke else DOC),
+        command=f"python benchmarks/run.py {argv_s}".strip(),
+    )
+
+
+def make_data(size_mib: int, count: int) -> Data:
+    """Create (once, then reuse) the large random file and the small files."""
+    www = WORK / "www"
+    small = www / "small"
+    small.mkdir(parents=True, exist_ok=True)
+    big = www / f"big-{size_mib}MiB.bin"
+    if not big.exists() or big.stat().st_size != size_mib * MiB:
+        print(f"making {big} ({size_mib} MiB of random bytes)", flush=True)
+        tmp = big.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            for _ in range(size_mib):
+                f.write(os.urandom(MiB))
+            os.fsync(f.fileno())  # no writeback left to compete with the first runs
+        tmp.replace(big)
+    for i in range(count):
+        path = small / small_name(i)
+        if not path.exists() or path.stat().st_size != SMALL_SIZE:
+            path.write_bytes(os.urandom(SMALL_SIZE))
+    return Data(www=www, big=big, small_dir=small, count=count)
+
+
+def warm_cache(path: Path) -> None:
+    """Read a file once so every tool starts with it in the page cache."""
+    with open(path, "rb") as f:
+        while f.read(8 * MiB):
+            pass
+
+
+def probe(tool: str) -> Tool:
+    """Can this tool run here? (imports happen in the interpreter running the harness).
+
+    For the Python tools the probe's own peak RSS (interpreter plus imports, no transfer) is
+    kept as a baseline for the peak RSS of the real runs.
+    """
+    if tool == "curl":
+        try:
+            return Tool(tool, True, curl_client.version(), curl_client.PROGRESS)
+        except Exception as e:
+            return Tool(tool, False, reason=str(e))
+    argv = [sys.executable, "-m", f"clients.{tool}", "--probe"]
+    m = run_measured(argv, cwd=BENCH_DIR, timeout=120)
+    if m.timed_out:
+        return Tool(tool, False, reason="probe timed out")
+    if m.returncode != 0:
+        lines = [ln for ln in m.stderr.strip().splitlines() if ln.strip()]
+        return Tool(tool, False, reason=lines[-1] if lines else f"exit {m.returncode}")
+    info = json.loads(m.stdout.strip().splitlines()[-1])
+    return Tool(tool, True, info["version"], frozenset(info["progress"]), idle_rss=m.peak_rss)
+
+
+# ---------------------------------------------------------------- running
+
+
+def client_args(scen: Scenario, ng: Nginx, data: Data) -> Args:
+    """What the client is asked to do for a scenario."""
+    if scen.base == "D1":
+        return Args(
+            "D1",
+            f"{ng.base_url}/{data.big.name}",
+            data.outdir / "big.bin",
+            1,
+            data.big_size,
+            scen.progress,
+            1,
+        )
+    if scen.base == "U1":
+        return Args("U1", ng.upload_url, data.big, 1, -1, scen.progress, 1)
+    if scen.base == "S1":
+        return Args(
+            "S1", f"{ng.base_url}/small/", data.outdir, data.count, SMALL_SIZE, False, CONCURRENCY
+        )
+    return Args("S2", ng.upload_url, data.small_dir, data.count, -1, False, CONCURRENCY)
+
+
+def client_argv(tool: str, a: Args) -> list[str]:
+    """The command line that runs one client."""
+    if tool == "curl":
+        return curl_client.build(a, WORK)
+    argv = [sys.executable, "-m", f"clients.{tool}", a.scenario, a.url, str(a.target)]
+    argv += ["--count", str(a.count), "--size", str(a.size), "--concurrency", str(a.concurrency)]
+    return [*argv, "--progress"] if a.progress else argv
+
+
+def timeout_for(a: Args, data: Data) -> float:
+    """Generous but bounded time limit for one run (about 1.7 MiB/s or 10 transfers/s)."""
+    if a.scenario in ("D1", "U1"):
+        return 60 + 0.6 * data.big_size / MiB
+    return 60 + 0.1 * a.count
+
+
+def server_check(ng: Nginx, a: Args, data: Data) -> None:
+    """Check nginx's access log: every request arrived, and uploads were read in full."""
+    want = a.count if a.scenario in ("S1", "S2") else 1
+    recs = ng.new_log_records()
+    deadline = time.monotonic() + 5
+    while len(recs) < want and time.monotonic() < deadline:  # logged just after the reply
+        time.sleep(0.02)
+        recs += ng.new_log_records()
+    check(len(recs) == want, f"nginx logged {len(recs)} requests, expected {want}")
+    body = data.big_size if a.scenario == "U1" else SMALL_SIZE
+    for r in recs:
+        if a.scenario in ("D1", "S1"):
+            ok = r.method == "GET" and r.status == 200 and r.bytes_sent >= a.size
+            check(ok, f"nginx: {r}")
+            continue
+        check(r.method == "POST" and r.uri == "/upload" and r.status == 200, f"nginx: {r}")
+        if r.content_length is not None:
+            check(r.content_length > body, f"nginx: Content-Length {r.content_length} <= file")
+        if ng.body_verified:
+            check(r.request_length > body, f"nginx read only {r.request_length} bytes")
+            if r.content_length is not None:
+                check(r.request_length > r.content_length, f"nginx: body cut short: {r}")
+
+
+def local_check(a: Args) -> None:
+    """Check downloaded files independently of the client."""
+    if a.scenario == "D1":
+        check_file(a.target, a.size)
+    elif a.scenario == "S1":
+        for i in range(a.count):
+            check_file(a.target / small_name(i), a.size)
+
+
+def run_one(rnd: int, scen: Scenario, tool: str, ng: Nginx, data: Data) -> RunResult:
+    """Run and check one (scenario, tool) pair."""
+    shutil.rmtree(data.outdir, ignore_errors=True)
+    data.outdir.mkdir(parents=True)
+    os.sync()  # start every run with no writeback pending
+    a = client_args(scen, ng, data)
+    ng.new_log_records()  # forget anything logged before this run
+    m: Measurement = run_measured(client_argv(tool, a), cwd=BENCH_DIR, timeout=timeout_for(a, data))
+    res = RunResult(
+        rnd,
+        scen.name,
+        tool,
+        ok=False,
+        proc_wall=m.wall,
+        proc_cpu=m.cpu,
+        peak_rss=m.peak_rss,
+        peak_rss_polled=m.peak_rss_polled,
+    )
+    try:
+        if m.timed_out:
+            raise Failure(f"timed out after {m.wall:.0f} s")
+        if m.returncode != 0:
+            tail = " | ".join(m.stderr.strip().splitlines()[-3:])
+            raise Failure(f"exit {m.returncode}: {tail}")
+        if tool == "curl":
+            res.nbytes = curl_client.verify(a, m.stdout)
+            res.wall, res.cpu = m.wall, m.cpu
+        else:
+            out = json.loads(m.stdout.strip().splitlines()[-1])
+            res.wall, res.cpu, res.nbytes = out["wall"], out["cpu"], out["bytes"]
+            res.progress_calls = out.get("progress_calls")
+        local_check(a)
+        server_check(ng, a, data)
+        res.ok = True
+    except (Failure, OSError, ValueError, KeyError, IndexError) as e:
+        res.error = str(e)
+    finally:
+        shutil.rmtree(data.outdir, ignore_errors=True)  # drop 1 GiB of dirty pages early
+    return res
+
+
+def describe(res: RunResult, scen: Scenario, size_mib: int, count: int) -> str:
+    """One console line for a run."""
+    if not res.ok:
+        return f"FAILED: {res.error}"
+    rate = f"{size_mib / res.wall:8.1f} MiB/s" if scen.big else f"{count / res.wall:8.1f} req/s"
+    return (
+        f"{res.wall:7.3f} s {rate}  cpu {res.cpu:6.3f} s (proc {res.proc_cpu:6.3f} s)"
+        f"  rss {res.peak_rss / MiB:6.1f} MiB"
+    )
+
+
+def run_all(cfg: Config, tools: list[Tool], ng: Nginx, data: Data) -> list[RunResult]:
+    """Every scenario for every tool, interleaved; tool order rotates each round."""
+    results: list[RunResult] = []
+    names = [t.name for t in tools if t.available]
+    by_name = {t.name: t for t in tools}
+    for rnd in range(1, cfg.rounds + 1):
+        k = (rnd - 1) % max(1, len(names))
+        order = names[k:] + names[:k]
+        for scen in cfg.scenarios:
+            for name in order:
+                if scen.progress and scen.base not in by_name[name].progress:
+                    continue  # the tool has no progress listener for this direction
+                res = run_one(rnd, scen, name, ng, data)
+                results.append(res)
+                line = describe(res, scen, cfg.size_mib, data.count)
+                print(f"[round {rnd}/{cfg.rounds}] {scen.name:3} {name:10} {line}", flush=True)
+    return results
+
+
+# ---------------------------------------------------------------- reporting
+
+
+@dataclass
+class Summary:
+    """Medians of the successful runs of one (scenario, tool)."""
+
+    runs: int
+    failed: int
+    wall: float
+    wall_min: float
+    wall_max: float
+    cpu: float
+    proc_wall: float
+    proc_cpu: float
+    peak_rss: float
+    progress_calls: float | None
+
+
+def summarize(results: Iterable[RunResult]) -> dict[tuple[str, str], Summary]:
+    """Per (scenario, tool) medians."""
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.scenario, r.tool), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        ok = [r for r in rs if r.ok]
+        if not ok:
+            out[key] = Summary(0, len(rs), *([float("nan")] * 7), None)
+            continue
+        calls = [r.progress_calls for r in ok if r.progress_calls is not None]
+        walls = [r.wall for r in ok]
+        out[key] = Summary(
+            runs=len(ok),
+            failed=len(rs) - len(ok),
+            wall=statistics.median(walls),
+            wall_min=min(walls),
+            wall_max=max(walls),
+            cpu=statistics.median(r.cpu for r in ok),
+            proc_wall=statistics.median(r.proc_wall for r in ok),
+            proc_cpu=statistics.median(r.proc_cpu for r in ok),
+            peak_rss=statistics.median(r.peak_rss for r in ok) / MiB,
+            progress_calls=statistics.median(calls) if calls else None,
+        )
+    return out
+
+
+def _f(x: float | None, fmt: str = ".2f") -> str:
+    return "—" if x is None or x != x else format(x, fmt)
+
+
+def throughput(scen: Scenario, s: Summary, cfg: Config) -> float:
+    """MiB/s for D1/U1/P1, transfers/s for S1/S2."""
+    return (cfg.size_mib if scen.big else cfg.count) / s.wall
+
+
+def scenario_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) -> str:
+    """Markdown table for one scenario."""
+    rows = [(t, summ[(scen.name, t)]) for t in cfg.tools if (scen.name, t) in summ]
+    ok = {t: s for t, s in rows if s.runs}
+    peers = [s for t, s in ok.items() if t in PEERS]
+    best_wall = min((s.wall for s in peers), default=None)
+    best_cpu = min((s.cpu for s in peers), default=None)
+    curl = ok.get("curl")
+    unit = "MiB/s" if scen.big else "transfers/s"
+    head = (
+        f"| tool | wall s | {unit} | CPU s (transfer) | CPU s (process) | peak RSS MiB "
+        "| wall × curl | wall × best peer | CPU × best peer | runs |"
+    )
+    lines = [head, "|" + "---|" * 10]
+    for t, s in rows:
+        if not s.runs:
+            lines.append(f"| {t} | failed | | | | | | | | 0/{s.failed} |")
+            continue
+        lines.append(
+            f"| {t} | {s.wall:.3f} | {throughput(scen, s, cfg):.1f} | {s.cpu:.3f} "
+            f"| {s.proc_cpu:.3f} | {s.peak_rss:.1f} "
+            f"| {_f(s.wall / curl.wall if curl else None)} "
+            f"| {_f(s.wall / best_wall if best_wall else None)} "
+            f"| {_f(s.cpu / best_cpu if best_cpu else None)} | {s.runs}/{s.runs + s.failed} |"
+        )
+    return "\n".join(lines)
+
+
+def progress_table(cfg: Config, summ: dict[tuple[str, str], Summary]) -> str:
+    """Markdown table: D1/U1 with a progress listener versus none."""
+    lines = [
+        "| tool | direction | wall s (none → listener) | Δ wall | CPU s (none → listener) "
+        "| Δ CPU | listener calls |",
+        "|" + "---|" * 7,
+    ]
+    for t in cfg.tools:
+        for base, var in (("D1", "P1D"), ("U1", "P1U")):
+            a, b = summ.get((base, t)), summ.get((var, t))
+            if a is None or b is None or not a.runs or not b.runs:
+                continue
+            dw = (b.wall / a.wall - 1) * 100
+            dc = (b.cpu / a.cpu - 1) * 100 if a.cpu else float("nan")
+            lines.append(
+                f"| {t} | {'download' if base == 'D1' else 'upload'} "
+                f"| {a.wall:.3f} → {b.wall:.3f} | {dw:+.0f} % | {a.cpu:.3f} → {b.cpu:.3f} "
+                f"| {_f(dc, '+.0f')} % | {_f(b.progress_calls, '.0f')} |"
+            )
+    return "\n".join(lines)
+
+
+def chart(cfg: Config, summ: dict[tuple[str, str], Summary], path: Path) -> None:
+    """Bar chart of median throughput (min–max whiskers) per tool, one panel per scenario."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scens = cfg.scenarios
+    ncol = min(3, len(scens))
+    nrow = (len(scens) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.2 * nrow), squeeze=False)
+    for ax in axes.flat[len(scens) :]:
+        ax.axis("off")
+    for ax, scen in zip(axes.flat, scens, strict=False):
+        rows = [(t, summ[(scen.name, t)]) for t in cfg.tools if (scen.name, t) in summ]
+        rows = [(t, s) for t, s in rows if s.runs]
+        names = [t for t, _ in rows]
+        work = cfg.size_mib if scen.big else cfg.count
+        vals = [work / s.wall for _, s in rows]
+        lo = [v - work / s.wall_max for v, (_, s) in zip(vals, rows, strict=True)]
+        hi = [work / s.wall_min - v for v, (_, s) in zip(vals, rows, strict=True)]
+        colors = [
+            "#d62728" if t == "wxtransfer" else "#7f7f7f" if t == "curl" else "#1f77b4"
+            for t in names
+        ]
+        ax.barh(names, vals, xerr=[lo, hi], color=colors, capsize=3)
+        ax.invert_yaxis()
+        ax.set_title(
+            f"{scen.name}: {scen.title.format(size=cfg.size_mib, count=cfg.count)}", fontsize=8
+        )
+        ax.set_xlabel("MiB/s" if scen.big else "transfers/s")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("wxtransfer benchmarks: median throughput (whiskers: min–max), higher is better")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def repo_state() -> str:
+    """Short commit of the repository (the wxtransfer measured), marked dirty if so."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return f"{head or '?'}{' (src/ has uncommitted changes)' if dirty else ''}"
+
+
+def machine(ng: Nginx) -> list[tuple[str, str]]:
+    """Facts about this machine for the report."""
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        import psutil
+
+        mem = f"{psutil.virtual_memory().total / (1 << 30):.1f} GiB"
+    except Exception:
+        pass
+    osname = "?"
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                osname = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return [
+        ("CPU", f"{cpu}, {os.cpu_count()} logical cores"),
+        ("memory", mem),
+        ("kernel / OS", f"{platform.system()} {platform.release()} / {osname}"),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("nginx", ng.version()),
+        ("repository", repo_state()),
+        ("peak RSS", rss_method()),
+    ]
+
+
+def write_doc(
+    cfg: Config,
+    tools: list[Tool],
+    results: list[RunResult],
+    ng: Nginx,
+    started: dt.datetime,
+    elapsed: float,
+) -> None:
+    """Write the markdown report and the chart."""
+    summ = summarize(results)
+    cfg.doc.parent.mkdir(parents=True, exist_ok=True)
+    chart(cfg, summ, cfg.png)
+    out: list[str] = ["# Benchmarks", ""]
+    if cfg.smoke:
+        out += ["**Smoke run: tiny sizes, one round. These numbers mean nothing.**", ""]
+    out += [
+        f"Generated by `benchmarks/run.py` on {started:%Y-%m-%d %H:%M} UTC "
+        f"in {elapsed / 60:.1f} min. Command (from the repository root):",
+        "",
+        f"    {cfg.command}",
+        "",
+        f"Medians of {cfg.rounds} round(s); all traffic is HTTP/1.1 over 127.0.0.1 to a local "
+        "nginx on the same machine, so server and client share the CPU. **Wall** is the "
+        "transfer phase as the client timed it (interpreter start-up and imports excluded; "
+        "for the curl CLI, the whole process). **CPU (transfer)** is user+sys of that phase, "
+        "**CPU (process)** the child's whole rusage including start-up and imports. "
+        "**×** columns divide a tool's figure by curl's or by the best of the Python peers "
+        "(pycurl, requests, httpx, aiohttp): below 1 is better.",
+        "",
+    ]
+    skipped = [t for t in tools if not t.available]
+    if skipped:
+        out += ["Skipped (not available in this interpreter):", ""]
+        out += [f"- **{t.name}**: {t.reason}" for t in skipped]
+        out.append("")
+    failures = [r for r in results if not r.ok]
+    if failures:
+        out += ["Failed runs:", ""]
+        out += [f"- round {r.round} {r.scenario} {r.tool}: {r.error}" for r in failures[:20]]
+        out.append("")
+    for scen in cfg.scenarios:
+        if scen.progress:
+            continue
+        title = scen.title.format(size=cfg.size_mib, count=cfg.count)
+        out += [f"## {scen.name}: {title}", "", scenario_table(scen, cfg, summ), ""]
+    if any(s.progress for s in cfg.scenarios):
+        out += [
+            "## P1: a progress listener attached versus none",
+            "",
+            "The listener only stores the latest value. Tools without a listener for a "
+            "direction are left out (httpx and aiohttp have no upload-progress hook; their "
+            "download 'listener' is a callback from the read loop).",
+            "",
+            progress_table(cfg, summ),
+            "",
+        ]
+    out += [f"![throughput by tool]({cfg.png.name})", "", "## Machine and versions", ""]
+    facts = machine(ng) + [
+        (
+            t.name,
+            t.version
+            + (f" (idle RSS after import: {t.idle_rss / MiB:.1f} MiB)" if t.idle_rss else ""),
+        )
+        for t in tools
+        if t.available
+    ]
+    out += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts] + [""]
+    out += [
+        "## Method",
+        "",
+        "- nginx 1 worker, generated config in `benchmarks/.work/nginx/`: downloads are static "
+        "files with `sendfile on`; `POST /upload` has `client_max_body_size 0`, "
+        f"`client_body_buffer_size 128k` and reads the body with **{ng.upload_mode}** before "
+        "answering `ok` (bodies past 128 KiB go to a temp file that nginx deletes at once).",
+        "- Every run is checked: the client checks status codes and sizes and exits non-zero on "
+        "a mismatch; the harness re-checks downloaded file sizes and the nginx access log "
+        "(one line per expected request, status 200, `$bytes_sent` ≥ the file for downloads, "
+        "`$request_length` > `$content_length` > the file for uploads, i.e. the whole body "
+        "was read by nginx).",
+        "- Each run is a fresh subprocess; CPU time is from its rusage (wait4), peak RSS as "
+        "stated above. Downloads are written to `benchmarks/.work/out/` and deleted after "
+        "each run; the upload source is read once before the rounds so it sits in the page "
+        "cache.",
+        f"- Rounds are interleaved (every scenario for every tool, then the next round) and "
+        f"the tool order rotates each round. S1/S2 keep at most {CONCURRENCY} transfers in "
+        "flight: curl `--parallel --parallel-max 10`, pycurl a CurlMulti with 10 handles, "
+        "requests a ThreadPoolExecutor(10) on one Session, httpx/aiohttp a Semaphore(10), "
+        "wxtransfer its runtime's queue (Runtime(max_concurrent_*=10)).",
+        "- Clients: `benchmarks/clients/<tool>.py`; 1 MiB chunks where the tool lets us choose.",
+        "",
+    ]
+    cfg.doc.write_text("\n".join(out))
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks; see the module docstring."""
+    cfg = parse_args(argv)
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.monotonic()
+    WORK.mkdir(parents=True, exist_ok=True)
+    tools = [probe(t) for t in cfg.tools]
+    for t in tools:
+        state = t.version if t.available else f"SKIPPED ({t.reason})"
+        print(f"{t.name:10} {state}", flush=True)
+    if not any(t.available for t in tools):
+        print("no tool available", file=sys.stderr)
+        return 2
+    data = make_data(cfg.size_mib, cfg.count)
+    ng = Nginx(work=WORK / "nginx", root=data.www)
+    try:
+        ng.start()
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 2
+    try:
+        print(f"nginx on {ng.base_url}, upload endpoint: {ng.upload_mode}", flush=True)
+        if not ng.body_verified:
+            print("warning: no echo module; upload bodies are drained after the reply")
+        if any(s.base == "U1" for s in cfg.scenarios):
+            warm_cache(data.big)
+        results = run_all(cfg, tools, ng, data)
+        write_doc(cfg, tools, results, ng, started, time.monotonic() - t0)
+    finally:
+        ng.stop()
+    raw = WORK / f"results-{'smoke' if cfg.smoke else 'full'}.json"
+    raw.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    failed = [r for r in results if not r.ok]
+    print(f"wrote {cfg.doc} and {cfg.png} ({len(results)} runs, {len(failed)} failed)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
