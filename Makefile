@@ -24,6 +24,7 @@ test: $(STAMP)
 	bash scripts/system-deps.sh curl:curl chromium:chromium chromium-driver:chromedriver nginx-light:nginx
 	$(MAKE) lint typecheck
 	$(BIN)/pytest
+	$(BIN)/python benchmarks/run.py --smoke
 
 demo: $(STAMP)
 	$(BIN)/wxtransfer demo
