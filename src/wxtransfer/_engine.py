@@ -55,6 +55,8 @@ class Engine:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closing = False
+        self._woken = False
+        self._finished_some = False
         self._closed = threading.Event()
         self._lock = threading.Lock()
         # engine-thread state
@@ -108,6 +110,11 @@ class Engine:
         self._wake()
 
     def _wake(self) -> None:
+        # One byte in the pipe is enough to wake the loop; the drain takes every command.
+        with self._lock:
+            if self._woken:
+                return
+            self._woken = True
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"\0")
 
@@ -136,7 +143,9 @@ class Engine:
                 if self._timer_deadline is not None and time.monotonic() >= self._timer_deadline:
                     self._timer_deadline = None
                     self._socket_action(pycurl.SOCKET_TIMEOUT, 0)
-                self._collect()
+                if self._finished_some:
+                    self._finished_some = False
+                    self._collect()
         except BaseException:  # pragma: no cover - a bug; fail every task rather than hang
             logger.exception("wxtransfer engine crashed")
             with contextlib.suppress(BaseException):
@@ -145,6 +154,8 @@ class Engine:
             raise
 
     def _drain_commands(self) -> None:
+        with self._lock:
+            self._woken = False
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 4096):
                 pass
@@ -157,9 +168,11 @@ class Engine:
 
     def _socket_action(self, fd: int, flags: int) -> None:
         while True:
-            ret, _ = self._multi.socket_action(fd, flags)
+            ret, running = self._multi.socket_action(fd, flags)
             if ret != pycurl.E_CALL_MULTI_PERFORM:
-                return
+                break
+        if running < len(self._by_handle):  # some transfer ended: read its message
+            self._finished_some = True
 
     def _on_socket(self, event: int, fd: int, multi: Any, data: Any) -> None:
         if event == pycurl.POLL_REMOVE:

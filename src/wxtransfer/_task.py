@@ -200,6 +200,11 @@ class Task(Generic[R, P]):
 
     def _report(self, event: Any, channel: _Channel) -> None:
         with self._lock:
+            if not channel.listeners and not channel.pending:
+                # Nobody listens: keep it for a late listener, skip the dispatcher.
+                if not self._finished:
+                    channel.latest = event
+                return
             channel.pending += 1
         self._dispatcher.call(lambda: self._deliver(event, channel))
 
@@ -212,7 +217,17 @@ class Task(Generic[R, P]):
             if self._outcome is not None:
                 return False
             self._outcome = outcome
-        self._dispatcher.call(self._deliver_outcome)
+            quiet = (
+                self._success is None
+                and self._fail is None
+                and self._complete is None
+                and not self._progress.pending
+                and not self._headers.pending
+            )
+        if quiet:  # no user callable to run, nothing queued before it: finish here
+            self._deliver_outcome()
+        else:
+            self._dispatcher.call(self._deliver_outcome)
         return True
 
     # ---- dispatcher side ---------------------------------------------------------------
