@@ -201,3 +201,16 @@ def test_many_downloads_leave_only_their_results(tmp_path: Path, server: Any) ->
         results = [t.result(20) for t in tasks]
         assert len(leftovers(tmp_path / "tmp")) == 30
     assert [r.data_length for r in results] == [i * 100 for i in range(30)]
+
+
+def test_a_thousand_quick_posts_all_finish(tmp_path: Path, server: Any) -> None:
+    # Commands posted while the engine drains its wake-up pipe must never be stranded.
+    f = tmp_path / "up.bin"
+    f.write_bytes(b"x" * 1024)
+    with runtime(tmp_path) as rt:
+        for _ in range(4):
+            tasks: list[Any] = [
+                rt.upload_file(server.url + "/concurrent", f, "f") for _ in range(500)
+            ]
+            tasks += [rt.download_file(server.url + "/bytes/1024") for _ in range(500)]
+            assert all(t.result(30).status_code == 200 for t in tasks)

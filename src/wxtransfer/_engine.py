@@ -154,11 +154,13 @@ class Engine:
             raise
 
     def _drain_commands(self) -> None:
-        with self._lock:
-            self._woken = False
+        # Empty the pipe first, then re-arm: a byte written after this point wakes the
+        # next select, and a command posted before it is in the queue read below.
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 4096):
                 pass
+        with self._lock:
+            self._woken = False
         while True:
             try:
                 command = self._commands.get_nowait()
