@@ -21,7 +21,7 @@ from . import _files
 from ._dispatch import Dispatcher, LoopDispatcher, ThreadDispatcher
 from ._engine import Engine
 from ._errors import AbortError, Errno, TransferError
-from ._options import Api, check_callbacks, validate_download, validate_upload
+from ._options import Api, Request, check_callbacks, validate_download, validate_upload
 from ._results import FileInfo, SavedFileInfo
 from ._rules import WeChatRules
 from ._task import DownloadTask, Task, UploadTask
@@ -145,9 +145,11 @@ class Runtime:
             self._dispatcher_for_caller(),
             **_callables(success=success, fail=fail, complete=complete),
         )
-        try:
-            check_callbacks("uploadFile", success=success, fail=fail, complete=complete)
-            request = validate_upload(
+        callbacks = {"success": success, "fail": fail, "complete": complete}
+        self._start(
+            task,
+            callbacks,
+            lambda: validate_upload(
                 url,
                 file_path,
                 name,
@@ -157,13 +159,8 @@ class Runtime:
                 enable_http2=enable_http2,
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
-            )
-            if self._rules is not None:  # refused here: nothing is sent
-                self._rules.admit(request)
-        except TransferError as exc:
-            task._report_done(exc)
-            return task
-        self._submit(request, task)
+            ),
+        )
         return task
 
     def download_file(
@@ -190,9 +187,11 @@ class Runtime:
             self._dispatcher_for_caller(),
             **_callables(success=success, fail=fail, complete=complete),
         )
-        try:
-            check_callbacks("downloadFile", success=success, fail=fail, complete=complete)
-            request = validate_download(
+        callbacks = {"success": success, "fail": fail, "complete": complete}
+        self._start(
+            task,
+            callbacks,
+            lambda: validate_download(
                 url,
                 header=header,
                 file_path=file_path,
@@ -200,14 +199,23 @@ class Runtime:
                 enable_http2=enable_http2,
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
-            )
+            ),
+        )
+        return task
+
+    def _start(
+        self, task: Task[Any, Any], callbacks: Mapping[str, object], check: Callable[[], Request]
+    ) -> None:
+        """Check the call (and the rules), then hand it to the engine; or fail the task."""
+        try:
+            check_callbacks(task._api, **callbacks)
+            request = check()
             if self._rules is not None:  # refused here: nothing is sent
                 self._rules.admit(request)
         except TransferError as exc:
             task._report_done(exc)
-            return task
+            return
         self._submit(request, task)
-        return task
 
     def _refused(self, api: Api, error: TransferError) -> UploadTask | DownloadTask:
         """A task already failed with ``error``: for calls refused before any checking."""
@@ -223,7 +231,7 @@ class Runtime:
             return self._dispatcher
         return LoopDispatcher(loop, self._dispatcher)
 
-    def _submit(self, request: Any, task: Task[Any, Any]) -> None:
+    def _submit(self, request: Request, task: Task[Any, Any]) -> None:
         with self._lock:
             if self._closed:
                 engine = None
