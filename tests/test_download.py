@@ -83,7 +83,7 @@ def test_progress_is_monotonic_and_ends_at_the_total(tmp_path: Path, server: Any
     written = [e.total_bytes_written for e in events]
     assert percents == sorted(percents) and written == sorted(written)
     assert len(set(percents)) == len(percents), "one event per percent change"
-    assert len(percents) > 20
+    assert len(percents) > 5
     assert all(e.total_bytes_expected_to_write == n for e in events)
     assert (events[-1].progress, events[-1].total_bytes_written) == (100, n)
     assert all(e.progress == e.total_bytes_written * 100 // n for e in events)
