@@ -218,12 +218,13 @@ class Transfer:
             remaining = max(1, int((self.deadline - time.monotonic()) * 1000))
             c.setopt(pycurl.TIMEOUT_MS, remaining)
             c.setopt(pycurl.CONNECTTIMEOUT_MS, remaining)
-        resolve = self._resolve_entries()
-        if resolve:
-            c.setopt(pycurl.RESOLVE, resolve)
-        connect_to = self._connect_to_entries()
-        if connect_to:
-            c.setopt(pycurl.CONNECT_TO, connect_to)
+        if self.config.resolve:  # most runtimes have none: skip parsing the URL
+            resolve = self._resolve_entries()
+            if resolve:
+                c.setopt(pycurl.RESOLVE, resolve)
+            connect_to = self._connect_to_entries()
+            if connect_to:
+                c.setopt(pycurl.CONNECT_TO, connect_to)
         headers = [f"{k}: {v}" for k, v in self.headers]
         if not any(k.lower() == "user-agent" for k, _ in self.headers):
             headers.append(f"User-Agent: {self.config.user_agent}")
