@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def test_progress_counts_the_request_body_and_ends_at_content_length(
     assert rec.kinds()[-2:] == ["success", "complete"]
     # An event for each percent change: from the first one seen, no percent is skipped
     # by more than a read's worth (the file is read in 1/128ths).
-    steps = [b.progress - a.progress for a, b in zip(events, events[1:], strict=False)]
+    steps = [b.progress - a.progress for a, b in itertools.pairwise(events)]
     assert steps and max(steps) <= 2, steps
     sent = [e.total_bytes_sent for e in events]
     assert sent == sorted(sent)
