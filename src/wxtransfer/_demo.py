@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -99,21 +100,27 @@ def run(size: int) -> None:
             exit_interrupted("uploadFile", as_json=False)
 
         with _demo_reporter() as reporter:
+
+            def finish(task: Any, api: str) -> Any:
+                """Wait for one leg; a failure or Ctrl-C ends the demo with its exit code."""
+                try:
+                    res = wait(task, interrupt)
+                except errors.TransferError as exc:
+                    reporter.close()
+                    exit_failure(exc, as_json=False)
+                if interrupt.interrupted:
+                    reporter.close()
+                    exit_interrupted(api, as_json=False)
+                return res
+
             started = time.monotonic()
             up = runtime.upload_file(server.url + "/upload", sample, "file", timeout=0)
             up_bar = reporter.track("upload", size)
             up.on_progress_update(
                 lambda p: up_bar.update(p.total_bytes_sent, p.total_bytes_expected_to_send)
             )
-            try:
-                up_res = wait(up, interrupt)
-            except errors.TransferError as exc:
-                reporter.close()
-                exit_failure(exc, as_json=False)
+            up_res = finish(up, "uploadFile")
             up_time = time.monotonic() - started
-            if interrupt.interrupted:
-                reporter.close()
-                exit_interrupted("uploadFile", as_json=False)
             try:
                 stored = json.loads(up_res.data)["files"][0]
                 server_sha, file_url = str(stored["sha256"]), str(stored["url"])
@@ -129,15 +136,8 @@ def run(size: int) -> None:
             down.on_progress_update(
                 lambda p: down_bar.update(p.total_bytes_written, p.total_bytes_expected_to_write)
             )
-            try:
-                down_res = wait(down, interrupt)
-            except errors.TransferError as exc:
-                reporter.close()
-                exit_failure(exc, as_json=False)
+            down_res = finish(down, "downloadFile")
             down_time = time.monotonic() - started
-            if interrupt.interrupted:
-                reporter.close()
-                exit_interrupted("downloadFile", as_json=False)
         assert down_res.temp_file_path is not None
         received_sha = file_sha256(down_res.temp_file_path)
         received_size = os.path.getsize(down_res.temp_file_path)

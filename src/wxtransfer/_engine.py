@@ -201,12 +201,10 @@ class Engine:
         self._timer_deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
 
     def _start(self, request: Request, task: Any) -> None:
-        if self._closed.is_set() or (
+        gone = self._closed.is_set() or (
             self._closing and threading.current_thread() is not self._thread
-        ):
-            task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
-            return
-        if not task._attach(self):
+        )
+        if gone or not task._attach(self):  # closed, or abort() came first
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
             return
         transfer = Transfer(request, task, self._config)

@@ -7,6 +7,7 @@ callable runs on the task's dispatcher, one at a time and in the order the event
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import threading
@@ -129,7 +130,7 @@ class Task(Generic[R, P]):
         """
         if not self._dispatcher.is_current():
             if not self._callbacks_done.wait(timeout):
-                raise builtins_timeout(f"{self._api} task not done after {timeout} s")
+                raise builtins.TimeoutError(f"{self._api} task not done after {timeout} s")
         elif self._outcome is None:
             raise RuntimeError(
                 "task.result() called from a callback before the task is done: it would "
@@ -309,12 +310,6 @@ def _call(fn: Callable[[Any], object], arg: Any) -> None:
         fn(arg)
     except Exception:
         logger.exception("exception in wxtransfer callback %r", fn)
-
-
-def builtins_timeout(message: str) -> BaseException:
-    import builtins
-
-    return builtins.TimeoutError(message)
 
 
 class UploadTask(Task[UploadFileResult, UploadProgress]):
