@@ -2,7 +2,7 @@
 
 libcurl handles are not thread-safe, so nothing else touches them: other threads post
 commands to a queue and write a byte to a wake-up pipe. The loop is libcurl's socket
-interface (``socket_action``) driven by a selector, as tornado's curl_httpclient does.
+interface (``socket_action``) driven by epoll, as tornado's curl_httpclient does.
 Uploads and downloads each have their own limit of transfers in flight; the rest wait in
 order and start as others end.
 """
@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import queue
-import selectors
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -24,17 +24,19 @@ import pycurl
 
 from ._errors import AbortError, Errno, TransferError
 from ._options import Api, Request
-from ._transport import Transfer, TransportConfig
+from ._transport import Transfer, TransportConfig, new_template
 
 __all__ = ["Engine"]
 
 logger = logging.getLogger("wxtransfer")
 
 _EVENTS = {
-    pycurl.POLL_IN: selectors.EVENT_READ,
-    pycurl.POLL_OUT: selectors.EVENT_WRITE,
-    pycurl.POLL_INOUT: selectors.EVENT_READ | selectors.EVENT_WRITE,
+    pycurl.POLL_IN: select.EPOLLIN,
+    pycurl.POLL_OUT: select.EPOLLOUT,
+    pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT,
 }
+_NOT_IN = ~select.EPOLLIN  # out, error or hang-up: let libcurl try to write
+_NOT_OUT = ~select.EPOLLOUT  # in, error or hang-up: let libcurl try to read
 
 
 class Engine:
@@ -60,13 +62,14 @@ class Engine:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         # engine-thread state
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._epoll = select.epoll()
+        self._epoll.register(self._wake_r, select.EPOLLIN)
         self._fds: dict[int, int] = {}
         self._timer_deadline: float | None = None
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        self._templates = {api: new_template(config, api) for api in ("uploadFile", "downloadFile")}
         self._waiting: dict[Api, collections.deque[Transfer]] = {
             "uploadFile": collections.deque(),
             "downloadFile": collections.deque(),
@@ -121,23 +124,23 @@ class Engine:
     # ---- engine thread ---------------------------------------------------------------
 
     def _run(self) -> None:
+        wake_r = self._wake_r
+        poll = self._epoll.poll
         try:
             while not self._closed.is_set():
-                timeout = None
+                timeout = -1.0
                 if self._timer_deadline is not None:
                     timeout = max(0.0, self._timer_deadline - time.monotonic())
-                events = self._selector.select(timeout)
-                for key, mask in events:
-                    fd = key.fd
-                    if fd == self._wake_r:
+                for fd, mask in poll(timeout):
+                    if fd == wake_r:
                         self._drain_commands()
                         if self._closed.is_set():
                             return
                         continue
                     flags = 0
-                    if mask & selectors.EVENT_READ:
+                    if mask & _NOT_OUT:
                         flags |= pycurl.CSELECT_IN
-                    if mask & selectors.EVENT_WRITE:
+                    if mask & _NOT_IN:
                         flags |= pycurl.CSELECT_OUT
                     self._socket_action(fd, flags)
                 if self._timer_deadline is not None and time.monotonic() >= self._timer_deadline:
@@ -178,23 +181,22 @@ class Engine:
 
     def _on_socket(self, event: int, fd: int, multi: Any, data: Any) -> None:
         if event == pycurl.POLL_REMOVE:
-            if fd in self._fds:
-                del self._fds[fd]
-                with contextlib.suppress(KeyError, ValueError, OSError):
-                    self._selector.unregister(fd)
+            if self._fds.pop(fd, None) is not None:
+                with contextlib.suppress(OSError):  # closed already: epoll dropped it
+                    self._epoll.unregister(fd)
             return
         mask = _EVENTS[event]
-        if fd in self._fds:
-            try:
-                self._selector.modify(fd, mask)
-            except (KeyError, ValueError, OSError):
-                with contextlib.suppress(KeyError, ValueError, OSError):
-                    self._selector.unregister(fd)
-                self._selector.register(fd, mask)
-        else:
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self._selector.unregister(fd)
-            self._selector.register(fd, mask)
+        if self._fds.get(fd) == mask:
+            return
+        try:
+            if fd in self._fds:
+                self._epoll.modify(fd, mask)
+            else:
+                self._epoll.register(fd, mask)
+        except FileExistsError:  # a new socket on a number we still had
+            self._epoll.modify(fd, mask)
+        except FileNotFoundError:  # the old socket of that number was closed
+            self._epoll.register(fd, mask)
         self._fds[fd] = mask
 
     def _on_timer(self, timeout_ms: int) -> None:
@@ -207,7 +209,7 @@ class Engine:
         if gone or not task._attach(self):  # closed, or abort() came first
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
             return
-        transfer = Transfer(request, task, self._config)
+        transfer = Transfer(request, task, self._config, self._templates[request.api].duphandle())
         self._by_task[id(task)] = transfer
         self._waiting[request.api].append(transfer)
         self._fill(request.api)
@@ -301,7 +303,9 @@ class Engine:
     def _shutdown(self) -> None:
         self._abort_everything()
         self._multi.close()
-        self._selector.close()
+        for template in self._templates.values():
+            template.close()
+        self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
         self._closed.set()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._errors import Errno, FileError, InvalidArgumentError, TransferError
+from ._errors import Errno, FileError, InvalidArgumentError
 
 __all__ = ["Api", "Request", "js_number", "validate_download", "validate_upload"]
 
@@ -39,6 +39,7 @@ class Request:
     filename: str | None = None
     content_type: str | None = None
     form_data: list[tuple[str, str]] = field(default_factory=list)
+    file_size: int = -1  # as checked; -1: unknown
     # download
     target_path: str | None = None
     # both
@@ -190,20 +191,23 @@ def check_callbacks(api: Api, **callbacks: object) -> None:
             raise _param_error(api, f"{what} should be callable, not {type(fn).__name__}")
 
 
-def _upload_file_error(path: str) -> TransferError | None:
+def _check_upload_file(path: str) -> int:
+    """The size of the file to upload; raise when it cannot be read."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return FileError(f"uploadFile:fail file not found {path}", Errno.INVALID_ARGUMENT)
+        raise FileError(f"uploadFile:fail file not found {path}", Errno.INVALID_ARGUMENT) from None
     except PermissionError:
-        return FileError(f"uploadFile:fail permission denied {path}", Errno.INVALID_ARGUMENT)
+        raise FileError(
+            f"uploadFile:fail permission denied {path}", Errno.INVALID_ARGUMENT
+        ) from None
     except OSError as exc:
-        return FileError(f"uploadFile:fail {exc.strerror} {path}", Errno.INVALID_ARGUMENT)
+        raise FileError(f"uploadFile:fail {exc.strerror} {path}", Errno.INVALID_ARGUMENT) from None
     if stat.S_ISDIR(st.st_mode):
-        return FileError(f"uploadFile:fail is a directory {path}", Errno.INVALID_ARGUMENT)
+        raise FileError(f"uploadFile:fail is a directory {path}", Errno.INVALID_ARGUMENT)
     if not os.access(path, os.R_OK):
-        return FileError(f"uploadFile:fail permission denied {path}", Errno.INVALID_ARGUMENT)
-    return None
+        raise FileError(f"uploadFile:fail permission denied {path}", Errno.INVALID_ARGUMENT)
+    return st.st_size
 
 
 def validate_upload(
@@ -229,9 +233,7 @@ def validate_upload(
     headers = _check_headers(api, header)
     fields = _check_form_data(api, form_data)
     timeout_ms = _check_timeout(api, timeout)
-    error = _upload_file_error(path)
-    if error is not None:
-        raise error
+    size = _check_upload_file(path)
     filename = os.path.basename(path.rstrip(os.sep)) or "file"
     content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     return Request(
@@ -244,6 +246,7 @@ def validate_upload(
         filename=filename,
         content_type=content_type,
         form_data=fields,
+        file_size=size,
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),
         enable_profile=enable_profile is None or _check_flag(api, "enableProfile", enable_profile),

@@ -7,6 +7,7 @@ itself, so each hop is one request on the same easy handle.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import mimetypes
 import os
 import posixpath
@@ -38,7 +39,7 @@ from ._results import (
 )
 from ._rules import WeChatRules, configure_tls, explain_failure
 
-__all__ = ["CURL_ERRORS", "Transfer", "TransportConfig", "map_curl_error"]
+__all__ = ["CURL_ERRORS", "Transfer", "TransportConfig", "map_curl_error", "new_template"]
 
 # CURLOPT_MIME_OPTIONS (pycurl has no name for it). 0 keeps libcurl's percent-escaping of
 # names, as browsers do (" -> %22, CR/LF -> %0D%0A); CURLMIMEOPT_FORMESCAPE would switch to
@@ -46,6 +47,8 @@ __all__ = ["CURL_ERRORS", "Transfer", "TransportConfig", "map_curl_error"]
 _MIME_OPTIONS = 315
 _MIME_PERCENT_ESCAPE = 0
 _BUFFER = 1 << 20
+_QUIET_UPLOAD = 16 * 1024  # bodies up to this size go out in one read, with no progress calls
+_PART_NAMES = itertools.count(1)
 _MAX_REDIRECTS = 10
 _UNKNOWN_TOTAL_INTERVAL = 0.1  # seconds between progress events while the total is unknown
 _DOWNLOAD_REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -150,17 +153,74 @@ def _extension(url: str, content_type: str | None) -> str:
     return ""
 
 
-class Transfer:
-    """One upload or download, its easy handle, its file and its progress."""
+def new_template(config: TransportConfig, api: str) -> Any:
+    """An easy handle with the options every transfer of ``api`` shares.
 
-    def __init__(self, request: Request, task: Any, config: TransportConfig) -> None:
+    Each transfer starts from ``duphandle()`` of it: one C call instead of a dozen setopts.
+    """
+    c = pycurl.Curl()
+    c.setopt(pycurl.FOLLOWLOCATION, 0)  # the engine follows redirects itself, hop by hop
+    c.setopt(pycurl.NOSIGNAL, 1)
+    c.setopt(pycurl.BUFFERSIZE, _BUFFER)
+    c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+    c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+    if config.ca_file:
+        c.setopt(pycurl.CAINFO, config.ca_file)
+    if config.rules is not None:
+        configure_tls(c)
+    if api == "uploadFile":
+        c.setopt(_MIME_OPTIONS, _MIME_PERCENT_ESCAPE)
+    else:
+        c.setopt(pycurl.HTTPGET, 1)
+    return c
+
+
+class Transfer:
+    """One upload or download, its easy handle, its file and its progress.
+
+    Response header lines are only collected as they come, and parsed once, at the blank line
+    that ends the head.
+    """
+
+    __slots__ = (
+        "api",
+        "body",
+        "config",
+        "curl",
+        "deadline",
+        "error",
+        "expected",
+        "fd",
+        "final",
+        "head",
+        "head_parsed",
+        "headers",
+        "hop_wall",
+        "last_bytes",
+        "last_event_time",
+        "last_percent",
+        "lines",
+        "mime",
+        "part_path",
+        "queue_start",
+        "redirecting",
+        "redirects",
+        "request",
+        "start_wall",
+        "status",
+        "task",
+        "url",
+        "written",
+    )
+
+    def __init__(self, request: Request, task: Any, config: TransportConfig, curl: Any) -> None:
         self.request = request
         self.task = task
         self.config = config
         self.api = request.api
         self.url = request.url
-        self.headers = list(request.headers)
-        self.curl = pycurl.Curl()
+        self.headers = request.headers
+        self.curl = curl
         self.redirects = 0
         self.deadline: float | None = None
         self.queue_start = time.time()
@@ -168,14 +228,16 @@ class Transfer:
         self.hop_wall = 0.0
         self.mime: Any = None
         self.error: TransferError | None = None  # set by callbacks: wins over curl's code
-        # the current response
+        # the current hop's response
+        self.lines: list[bytes] = []
+        self.head_parsed = 0  # how many of ``lines`` ``head`` was parsed from
         self.status = 0
-        self.response_headers: dict[str, str] = {}
+        self.head: dict[str, str] = {}
         self.redirecting = False
-        self.final = False
+        self.final = False  # the final response's head has ended (not a 1xx, not a redirect)
         # the body
         self.body: list[bytes] = []
-        self.file: Any = None
+        self.fd = -1
         self.part_path: str | None = None
         self.written = 0
         self.expected = 0
@@ -197,23 +259,18 @@ class Transfer:
         c = self.curl
         r = self.request
         self.hop_wall = time.time()
+        self.lines = []
+        self.head_parsed = 0
+        self.status = 0
+        self.head = {}
+        self.redirecting = False
+        self.final = False
         c.setopt(pycurl.URL, self.url)
-        c.setopt(pycurl.FOLLOWLOCATION, 0)
-        c.setopt(pycurl.NOSIGNAL, 1)
-        c.setopt(pycurl.BUFFERSIZE, _BUFFER)
         c.setopt(pycurl.HEADERFUNCTION, self.on_header)
-        c.setopt(pycurl.WRITEFUNCTION, self.on_body)
-        c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        if self.config.ca_file:
-            c.setopt(pycurl.CAINFO, self.config.ca_file)
-        if self.config.rules is not None:
-            configure_tls(c)
-        version = pycurl.CURL_HTTP_VERSION_1_1
         if r.enable_quic:
-            version = pycurl.CURL_HTTP_VERSION_3
+            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_3)
         elif r.enable_http2:
-            version = pycurl.CURL_HTTP_VERSION_2TLS
-        c.setopt(pycurl.HTTP_VERSION, version)
+            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
         if self.deadline is not None:
             remaining = max(1, int((self.deadline - time.monotonic()) * 1000))
             c.setopt(pycurl.TIMEOUT_MS, remaining)
@@ -231,13 +288,12 @@ class Transfer:
         if self.api == "uploadFile":
             headers = [h for h in headers if not h.lower().startswith("content-type:")]
             headers.append("Expect:")
+            self.body = []
+            c.setopt(pycurl.WRITEFUNCTION, self.body.append)
             self._prepare_upload()
         else:
-            c.setopt(pycurl.HTTPGET, 1)
+            c.setopt(pycurl.WRITEFUNCTION, self.on_body)
         c.setopt(pycurl.HTTPHEADER, headers)
-        self.status = 0
-        self.response_headers = {}
-        self.redirecting = False
 
     def _resolve_entries(self) -> list[str]:
         parts = urllib.parse.urlsplit(self.url)
@@ -263,7 +319,6 @@ class Transfer:
         r = self.request
         c = self.curl
         assert r.file_path is not None and r.name is not None and r.filename is not None
-        c.setopt(_MIME_OPTIONS, _MIME_PERCENT_ESCAPE)
         mime = pycurl.CurlMime(c)
         for key, value in r.form_data:
             mime.add_field(key.encode(), value.encode())
@@ -274,59 +329,77 @@ class Transfer:
             content_type=r.content_type,
         )
         c.setopt(pycurl.MIMEPOST, mime)
-        # Small files get small reads, so that progress can move by single percents.
-        size = os.path.getsize(r.file_path)
-        c.setopt(pycurl.UPLOAD_BUFFERSIZE, min(2 * _BUFFER, max(16384, size // 128)))
-        c.setopt(pycurl.NOPROGRESS, 0)
-        c.setopt(pycurl.XFERINFOFUNCTION, self.on_upload_progress)
         self.mime = mime
+        size = r.file_size if r.file_size >= 0 else os.path.getsize(r.file_path)
+        if size > _QUIET_UPLOAD:
+            # Small reads, so that progress can move by single percents.
+            c.setopt(pycurl.UPLOAD_BUFFERSIZE, min(2 * _BUFFER, max(_QUIET_UPLOAD, size // 128)))
+            c.setopt(pycurl.NOPROGRESS, 0)
+            c.setopt(pycurl.XFERINFOFUNCTION, self.on_upload_progress)
+        # A body that fits one read goes out in one step: its one progress event (100 %)
+        # is reported at the end, and libcurl is spared a progress call per loop.
+
+    # ---- the response head -----------------------------------------------------------
+
+    def parse_head(self) -> None:
+        """Status and headers of the last response in ``lines`` (after any 1xx)."""
+        lines = self.lines
+        start = 0
+        for i in range(len(lines) - 1, -1, -1):
+            if lines[i].startswith(b"HTTP/"):
+                start = i
+                break
+        parts = lines[start].split(None, 2) if lines else []
+        self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        head: dict[str, str] = {}
+        for raw in lines[start + 1 :]:
+            name, sep, value = raw.decode("latin-1").partition(":")
+            if sep:
+                name, value = name.strip(), value.strip()
+                old = head.get(name)
+                head[name] = value if old is None else f"{old}, {value}"
+        self.head = head
+        self.head_parsed = len(lines)
+        follow = _DOWNLOAD_REDIRECTS if self.api == "downloadFile" else _UPLOAD_REDIRECTS
+        self.redirecting = self.status in follow and self._header("location") is not None
+
+    def _end_of_head(self) -> bool:
+        """A head has ended. If it is the final response's, report it and, for a download,
+        open the file. False (with ``self.error`` set) when the download may not go on.
+        """
+        self.parse_head()
+        if 100 <= self.status < 200 or self.redirecting:
+            return True
+        self.final = True
+        self.task._report_headers(HeadersReceived(dict(self.head), self.status))
+        if self.api != "downloadFile":
+            return True
+        self.expected = self._content_length()
+        try:
+            if self.config.rules is not None and self.expected:
+                self.config.rules.check_download_size(self.api, self.expected, announced=True)
+            self._open_output()
+        except TransferError as exc:
+            self.error = exc
+            return False
+        return True
 
     # ---- libcurl callbacks (engine thread) -------------------------------------------
 
     def on_header(self, line: bytes) -> int | None:
-        if line.startswith(b"HTTP/"):
-            parts = line.split(None, 2)
-            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            self.response_headers = {}
+        self.lines.append(line)
+        if len(line) > 2 or self.final:  # a header line, or a trailer
             return None
-        text = line.decode("latin-1").rstrip("\r\n")
-        if text:
-            name, sep, value = text.partition(":")
-            if sep:
-                name, value = name.strip(), value.strip()
-                old = self.response_headers.get(name)
-                self.response_headers[name] = value if old is None else f"{old}, {value}"
-            return None
-        # end of a header block
-        if 100 <= self.status < 200:
-            return None
-        follow = _DOWNLOAD_REDIRECTS if self.api == "downloadFile" else _UPLOAD_REDIRECTS
-        if self.status in follow and self._header("location") is not None:
-            self.redirecting = True
-            return None
-        self.final = True
-        self.task._report_headers(HeadersReceived(dict(self.response_headers), self.status))
-        if self.api == "downloadFile":
-            self.expected = self._content_length()
-            if self.config.rules is not None and self.expected:
-                try:
-                    self.config.rules.check_download_size(self.api, self.expected, announced=True)
-                except TransferError as exc:
-                    self.error = exc
-                    return -1
-            try:
-                self._open_output()
-            except TransferError as exc:
-                self.error = exc
-                return -1
-        return None
+        return None if self._end_of_head() else -1
 
     def on_body(self, data: bytes) -> int | None:
         if self.redirecting:
             return None
-        if self.file is None:
-            self.body.append(data)
-            return None
+        if self.fd < 0 and not self.final:  # a body before any blank line
+            if not self._end_of_head():
+                return -1
+            if self.redirecting:
+                return None
         if self.config.rules is not None:
             try:
                 self.config.rules.check_download_size(
@@ -336,7 +409,9 @@ class Transfer:
                 self.error = exc
                 return -1
         try:
-            self.file.write(data)
+            done = os.write(self.fd, data)
+            while done < len(data):  # a short write: go on with the rest
+                done += os.write(self.fd, data[done:])
         except OSError as exc:
             self.error = self._save_error(exc, self.request.target_path or self.part_path or "")
             return -1
@@ -367,7 +442,7 @@ class Transfer:
     # ---- files -----------------------------------------------------------------------
 
     def _header(self, name: str) -> str | None:
-        for key, value in self.response_headers.items():
+        for key, value in self.head.items():
             if key.lower() == name:
                 return value
         return None
@@ -393,28 +468,34 @@ class Transfer:
         target = self.request.target_path
         if target is not None:
             folder, base = os.path.split(target)
-            self.part_path = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.wxpart")
-            mode = 0o666
+            prefix, mode = os.path.join(folder, f".{base}."), 0o666
+            suffix = ".wxpart"
         else:
             try:
                 folder = self.config.temp_dir()
             except OSError as exc:
                 raise self._save_error(exc, "temp folder") from None
-            self.part_path = os.path.join(folder, f".{secrets.token_hex(8)}.part")
-            mode = 0o600
-        try:
-            fd = os.open(self.part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        except OSError as exc:
-            self.part_path = None
-            raise self._save_error(exc, target or "temp folder") from None
-        self.file = os.fdopen(fd, "wb", buffering=0)
+            prefix, mode, suffix = os.path.join(folder, "."), 0o600, ".part"
+        for attempt in range(100):
+            # A name of our own (pid and a counter): O_EXCL makes sure it is new.
+            name = f"{prefix}{os.getpid()}-{next(_PART_NAMES)}{suffix}"
+            try:
+                self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            except FileExistsError:
+                if attempt < 99:
+                    continue
+                raise self._save_error(FileExistsError(17, "no free name"), name) from None
+            except OSError as exc:
+                raise self._save_error(exc, target or "temp folder") from None
+            self.part_path = name
+            return
 
     def discard(self) -> None:
         """Close and remove a partial file: a failed transfer leaves nothing behind."""
-        if self.file is not None:
+        if self.fd >= 0:
             with contextlib.suppress(OSError):
-                self.file.close()
-            self.file = None
+                os.close(self.fd)
+            self.fd = -1
         if self.part_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.part_path)
@@ -431,6 +512,12 @@ class Transfer:
 
         Raises the TransferError of a redirect that may not be followed.
         """
+        if self.final:
+            if self.head_parsed != len(self.lines):  # trailers came after the body
+                self.parse_head()
+        elif not self.redirecting and not self._end_of_head():  # the head never ended
+            assert self.error is not None
+            raise self.error
         if not self.redirecting:
             return None
         target: str | None = self.curl.getinfo(pycurl.REDIRECT_URL)
@@ -455,7 +542,7 @@ class Transfer:
     def result(self) -> UploadFileResult | DownloadFileResult:
         """Build the success result of the final hop (the file is moved into place here)."""
         profile = self.profile() if self.request.enable_profile else None
-        header = dict(self.response_headers)
+        header = dict(self.head)
         if self.api == "uploadFile":
             ultotal = int(self.curl.getinfo(pycurl.SIZE_UPLOAD_T))
             if ultotal and self.last_bytes != ultotal:
@@ -469,16 +556,16 @@ class Transfer:
                 header=header,
                 profile=profile,
             )
-        if self.file is None:  # no body callback ever opened it (e.g. HEAD-like reply)
+        if self.fd < 0:  # no body callback ever opened it (an empty body)
             self._open_output()
         total = self.expected or self.written
         if self.last_bytes != self.written or self.last_percent != 100:
             self._download_event(100, total)
-        self.file.close()
-        self.file = None
+        fd, self.fd = self.fd, -1
         part, self.part_path = self.part_path, None
         assert part is not None
         try:
+            os.close(fd)
             if self.request.target_path is not None:
                 final = self.request.target_path
             else:
@@ -508,27 +595,27 @@ class Transfer:
 
     def profile(self) -> dict[str, Any]:
         """The platform's RequestProfile from libcurl's timings, in ms since the epoch."""
-        c = self.curl
-        start = self.start_wall * 1000
+        info = self.curl.getinfo
+        start = round(self.start_wall * 1000, 3)
         t0 = self.hop_wall * 1000  # libcurl's timings count from the final hop's start
 
-        def at(info: int) -> float:
-            return round(t0 + int(c.getinfo(info)) / 1000, 3)
+        def at(what: int) -> float:
+            return round(t0 + int(info(what)) / 1000, 3)
 
-        reused = int(c.getinfo(pycurl.NUM_CONNECTS)) == 0
-        https = urllib.parse.urlsplit(self.url).scheme.lower() == "https" and not reused
+        reused = info(pycurl.NUM_CONNECTS) == 0
+        https = self.url[:6].lower() == "https:" and not reused
         connect_end = at(pycurl.CONNECT_TIME_T)
         lookup_end = at(pycurl.NAMELOOKUP_TIME_T)
-        total_us = c.getinfo(pycurl.TOTAL_TIME_T) or 1
-        sent = int(c.getinfo(pycurl.SIZE_UPLOAD_T)) + int(c.getinfo(pycurl.REQUEST_SIZE))
-        received = int(c.getinfo(pycurl.SIZE_DOWNLOAD_T)) + int(c.getinfo(pycurl.HEADER_SIZE))
+        response_end = info(pycurl.TOTAL_TIME_T)
+        sent = info(pycurl.SIZE_UPLOAD_T) + info(pycurl.REQUEST_SIZE)
+        received = info(pycurl.SIZE_DOWNLOAD_T) + info(pycurl.HEADER_SIZE)
         body = sent if self.api == "uploadFile" else received
         return {
-            "redirectStart": round(start, 3) if self.redirects else 0,
+            "redirectStart": start if self.redirects else 0,
             "redirectEnd": round(t0, 3) if self.redirects else 0,
-            "fetchStart": round(start, 3),
+            "fetchStart": start,
             "queueStart": round(self.queue_start * 1000, 3),
-            "queueEnd": round(start, 3),
+            "queueEnd": start,
             "domainLookUpStart": round(t0, 3),
             "domainLookUpEnd": lookup_end,
             "connectStart": lookup_end,
@@ -538,12 +625,12 @@ class Transfer:
             "requestStart": at(pycurl.PRETRANSFER_TIME_T),
             "requestEnd": at(pycurl.POSTTRANSFER_TIME_T),
             "responseStart": at(pycurl.STARTTRANSFER_TIME_T),
-            "responseEnd": at(pycurl.TOTAL_TIME_T),
-            "peerIP": c.getinfo(pycurl.PRIMARY_IP) or "",
-            "port": int(c.getinfo(pycurl.PRIMARY_PORT) or 0),
+            "responseEnd": round(t0 + response_end / 1000, 3),
+            "peerIP": info(pycurl.PRIMARY_IP) or "",
+            "port": info(pycurl.PRIMARY_PORT) or 0,
             "socketReused": reused,
-            "protocol": _PROTOCOLS.get(int(c.getinfo(pycurl.INFO_HTTP_VERSION)), "unknown"),
+            "protocol": _PROTOCOLS.get(info(pycurl.INFO_HTTP_VERSION), "unknown"),
             "sendBytesCount": sent,
             "receivedBytedCount": received,
-            "throughputKbps": round(body * 8 / (total_us / 1e6) / 1000, 3),
+            "throughputKbps": round(body * 8 / ((response_end or 1) / 1e6) / 1000, 3),
         }
