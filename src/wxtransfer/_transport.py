@@ -223,9 +223,11 @@ class Transfer:
         self.curl = curl
         self.redirects = 0
         self.deadline: float | None = None
-        self.queue_start = time.time()
-        self.start_wall = 0.0
-        self.hop_wall = 0.0
+        # wall-clock times in integer microseconds: the profile divides them by 1000 once,
+        # which gives exactly the nearest float to 3 decimals, without round()
+        self.queue_start = time.time_ns() // 1000
+        self.start_wall = 0
+        self.hop_wall = 0
         self.mime: Any = None
         self.error: TransferError | None = None  # set by callbacks: wins over curl's code
         # the current hop's response
@@ -251,14 +253,14 @@ class Transfer:
         timeout = self.request.timeout_ms
         if timeout is None:
             timeout = default_timeout_ms
-        self.start_wall = time.time()
+        self.start_wall = time.time_ns() // 1000
         self.deadline = time.monotonic() + timeout / 1000 if timeout else None
         self.prepare_hop()
 
     def prepare_hop(self) -> None:
         c = self.curl
         r = self.request
-        self.hop_wall = time.time()
+        self.hop_wall = time.time_ns() // 1000
         self.lines = []
         self.head_parsed = 0
         self.status = 0
@@ -596,41 +598,39 @@ class Transfer:
     def profile(self) -> dict[str, Any]:
         """The platform's RequestProfile from libcurl's timings, in ms since the epoch."""
         info = self.curl.getinfo
-        start = round(self.start_wall * 1000, 3)
-        t0 = self.hop_wall * 1000  # libcurl's timings count from the final hop's start
-
-        def at(what: int) -> float:
-            return round(t0 + int(info(what)) / 1000, 3)
-
+        start = self.start_wall / 1000
+        t0 = self.hop_wall  # libcurl's timings (µs) count from the final hop's start
+        hop_start = t0 / 1000
         reused = info(pycurl.NUM_CONNECTS) == 0
         https = self.url[:6].lower() == "https:" and not reused
-        connect_end = at(pycurl.CONNECT_TIME_T)
-        lookup_end = at(pycurl.NAMELOOKUP_TIME_T)
-        response_end = info(pycurl.TOTAL_TIME_T)
+        connect_end = (t0 + info(pycurl.CONNECT_TIME_T)) / 1000
+        lookup_end = (t0 + info(pycurl.NAMELOOKUP_TIME_T)) / 1000
+        total = info(pycurl.TOTAL_TIME_T)
         sent = info(pycurl.SIZE_UPLOAD_T) + info(pycurl.REQUEST_SIZE)
         received = info(pycurl.SIZE_DOWNLOAD_T) + info(pycurl.HEADER_SIZE)
         body = sent if self.api == "uploadFile" else received
         return {
             "redirectStart": start if self.redirects else 0,
-            "redirectEnd": round(t0, 3) if self.redirects else 0,
+            "redirectEnd": hop_start if self.redirects else 0,
             "fetchStart": start,
-            "queueStart": round(self.queue_start * 1000, 3),
+            "queueStart": self.queue_start / 1000,
             "queueEnd": start,
-            "domainLookUpStart": round(t0, 3),
+            "domainLookUpStart": hop_start,
             "domainLookUpEnd": lookup_end,
             "connectStart": lookup_end,
             "connectEnd": connect_end,
             "SSLconnectionStart": connect_end if https else 0,
-            "SSLconnectionEnd": at(pycurl.APPCONNECT_TIME_T) if https else 0,
-            "requestStart": at(pycurl.PRETRANSFER_TIME_T),
-            "requestEnd": at(pycurl.POSTTRANSFER_TIME_T),
-            "responseStart": at(pycurl.STARTTRANSFER_TIME_T),
-            "responseEnd": round(t0 + response_end / 1000, 3),
+            "SSLconnectionEnd": (t0 + info(pycurl.APPCONNECT_TIME_T)) / 1000 if https else 0,
+            "requestStart": (t0 + info(pycurl.PRETRANSFER_TIME_T)) / 1000,
+            "requestEnd": (t0 + info(pycurl.POSTTRANSFER_TIME_T)) / 1000,
+            "responseStart": (t0 + info(pycurl.STARTTRANSFER_TIME_T)) / 1000,
+            "responseEnd": (t0 + total) / 1000,
             "peerIP": info(pycurl.PRIMARY_IP) or "",
             "port": info(pycurl.PRIMARY_PORT) or 0,
             "socketReused": reused,
             "protocol": _PROTOCOLS.get(info(pycurl.INFO_HTTP_VERSION), "unknown"),
             "sendBytesCount": sent,
             "receivedBytedCount": received,
-            "throughputKbps": round(body * 8 / ((response_end or 1) / 1e6) / 1000, 3),
+            # kbit/s = bytes * 8 / 1000 per second = bytes * 8000 / µs
+            "throughputKbps": round(body * 8000 / (total or 1), 3),
         }
