@@ -183,13 +183,15 @@ def test_observed_failures_are_not_logged(tmp_path: Path, server: ServerThread) 
         import logging, wxtransfer
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
         url = {server.url + "/hang"!r}
-        wxtransfer.download_file(url, timeout=200, fail=lambda e: print("fail", flush=True))
-        wxtransfer.download_file(url, timeout=200, complete=lambda e: print("complete", flush=True))
+        # one write per line: these threads print at the same moment
+        say = lambda word: print(word + "\\n", end="", flush=True)
+        wxtransfer.download_file(url, timeout=200, fail=lambda e: say("fail"))
+        wxtransfer.download_file(url, timeout=200, complete=lambda e: say("complete"))
         task = wxtransfer.download_file(url, timeout=200)
         try:
             task.result(10)
         except wxtransfer.TimeoutError:
-            print("raised", flush=True)
+            say("raised")
         """,
     )
     assert out.returncode == 0, out.stderr

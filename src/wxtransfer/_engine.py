@@ -24,6 +24,7 @@ import pycurl
 
 from ._errors import AbortError, Errno, TransferError
 from ._options import Api, Request
+from ._output import Writer
 from ._transport import Transfer, TransportConfig, new_template
 
 __all__ = ["Engine"]
@@ -70,6 +71,7 @@ class Engine:
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
         self._templates = {api: new_template(config, api) for api in ("uploadFile", "downloadFile")}
+        self._writer = Writer(name=f"{name}-files")
         self._waiting: dict[Api, collections.deque[Transfer]] = {
             "uploadFile": collections.deque(),
             "downloadFile": collections.deque(),
@@ -209,7 +211,8 @@ class Engine:
         if gone or not task._attach(self):  # closed, or abort() came first
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
             return
-        transfer = Transfer(request, task, self._config, self._templates[request.api].duphandle())
+        handle = self._templates[request.api].duphandle()
+        transfer = Transfer(request, task, self._config, handle, self._writer)
         self._by_task[id(task)] = transfer
         self._waiting[request.api].append(transfer)
         self._fill(request.api)
@@ -275,11 +278,9 @@ class Engine:
                 self._multi.remove_handle(transfer.curl)
         self._by_handle.pop(transfer.curl, None)
         self._by_task.pop(id(transfer.task), None)
-        if isinstance(outcome, TransferError):
-            transfer.discard()
         transfer.close()
         self._active[transfer.api] -= 1
-        transfer.task._report_done(outcome)
+        transfer.settle(outcome)
         self._fill(transfer.api)
 
     def _abort_everything(self) -> None:
@@ -298,10 +299,11 @@ class Engine:
         self._by_handle.pop(transfer.curl, None)
         self._by_task.pop(id(transfer.task), None)
         transfer.close()
-        transfer.task._report_done(AbortError(f"{transfer.api}:fail abort", Errno.ABORT))
+        transfer.settle(AbortError(f"{transfer.api}:fail abort", Errno.ABORT))
 
     def _shutdown(self) -> None:
         self._abort_everything()
+        self._writer.close()  # every file finished or removed, every outcome reported
         self._multi.close()
         for template in self._templates.values():
             template.close()

@@ -6,8 +6,6 @@ itself, so each hop is one request on the same easy handle.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import mimetypes
 import os
 import posixpath
@@ -30,6 +28,7 @@ from ._errors import (
     TransferError,
 )
 from ._options import Request
+from ._output import Output, Writer, save_error
 from ._results import (
     DownloadFileResult,
     DownloadProgress,
@@ -48,7 +47,6 @@ _MIME_OPTIONS = 315
 _MIME_PERCENT_ESCAPE = 0
 _BUFFER = 1 << 20
 _QUIET_UPLOAD = 16 * 1024  # bodies up to this size go out in one read, with no progress calls
-_PART_NAMES = itertools.count(1)
 _MAX_REDIRECTS = 10
 _UNKNOWN_TOTAL_INTERVAL = 0.1  # seconds between progress events while the total is unknown
 _DOWNLOAD_REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -190,8 +188,8 @@ class Transfer:
         "deadline",
         "error",
         "expected",
-        "fd",
         "final",
+        "final_path",
         "head",
         "head_parsed",
         "headers",
@@ -201,7 +199,7 @@ class Transfer:
         "last_percent",
         "lines",
         "mime",
-        "part_path",
+        "output",
         "queue_start",
         "redirecting",
         "redirects",
@@ -210,11 +208,15 @@ class Transfer:
         "status",
         "task",
         "url",
+        "writer",
         "written",
     )
 
-    def __init__(self, request: Request, task: Any, config: TransportConfig, curl: Any) -> None:
+    def __init__(
+        self, request: Request, task: Any, config: TransportConfig, curl: Any, writer: Writer
+    ) -> None:
         self.request = request
+        self.writer = writer
         self.task = task
         self.config = config
         self.api = request.api
@@ -239,8 +241,8 @@ class Transfer:
         self.final = False  # the final response's head has ended (not a 1xx, not a redirect)
         # the body
         self.body: list[bytes] = []
-        self.fd = -1
-        self.part_path: str | None = None
+        self.output: Output | None = None  # a download's file, from the end of its head
+        self.final_path = ""
         self.written = 0
         self.expected = 0
         self.last_percent = -1
@@ -380,10 +382,11 @@ class Transfer:
         try:
             if self.config.rules is not None and self.expected:
                 self.config.rules.check_download_size(self.api, self.expected, announced=True)
-            self._open_output()
         except TransferError as exc:
             self.error = exc
             return False
+        self.output = Output(self.writer, self.request.target_path, self.config.temp_dir)
+        self.output.open()
         return True
 
     # ---- libcurl callbacks (engine thread) -------------------------------------------
@@ -397,7 +400,7 @@ class Transfer:
     def on_body(self, data: bytes) -> int | None:
         if self.redirecting:
             return None
-        if self.fd < 0 and not self.final:  # a body before any blank line
+        if self.output is None and not self.final:  # a body before any blank line
             if not self._end_of_head():
                 return -1
             if self.redirecting:
@@ -410,12 +413,10 @@ class Transfer:
             except TransferError as exc:
                 self.error = exc
                 return -1
-        try:
-            done = os.write(self.fd, data)
-            while done < len(data):  # a short write: go on with the rest
-                done += os.write(self.fd, data[done:])
-        except OSError as exc:
-            self.error = self._save_error(exc, self.request.target_path or self.part_path or "")
+        assert self.output is not None
+        error = self.output.write(data)
+        if error is not None:
+            self.error = error
             return -1
         self.written += len(data)
         if self.expected:
@@ -455,57 +456,21 @@ class Transfer:
             return int(value)
         return 0
 
-    def _save_error(self, exc: OSError, path: str) -> FileError:
-        if isinstance(exc, PermissionError):
-            return FileError(
-                f"downloadFile:fail permission denied can not open file {path}",
-                Errno.PERMISSION_DENIED,
-            )
-        reason = exc.strerror or str(exc)
-        return FileError(
-            f"downloadFile:fail download save file error: {reason}", Errno.SAVE_FILE_ERROR
-        )
-
-    def _open_output(self) -> None:
-        target = self.request.target_path
-        if target is not None:
-            folder, base = os.path.split(target)
-            prefix, mode = os.path.join(folder, f".{base}."), 0o666
-            suffix = ".wxpart"
-        else:
-            try:
-                folder = self.config.temp_dir()
-            except OSError as exc:
-                raise self._save_error(exc, "temp folder") from None
-            prefix, mode, suffix = os.path.join(folder, "."), 0o600, ".part"
-        for attempt in range(100):
-            # A name of our own (pid and a counter): O_EXCL makes sure it is new.
-            name = f"{prefix}{os.getpid()}-{next(_PART_NAMES)}{suffix}"
-            try:
-                self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            except FileExistsError:
-                if attempt < 99:
-                    continue
-                raise self._save_error(FileExistsError(17, "no free name"), name) from None
-            except OSError as exc:
-                raise self._save_error(exc, target or "temp folder") from None
-            self.part_path = name
-            return
-
-    def discard(self) -> None:
-        """Close and remove a partial file: a failed transfer leaves nothing behind."""
-        if self.fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = -1
-        if self.part_path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.part_path)
-            self.part_path = None
-
     def close(self) -> None:
-        self.discard()
+        """Free the easy handle (the file, if any, is ``settle``'s)."""
         self.curl.close()
+
+    def settle(self, outcome: UploadFileResult | DownloadFileResult | TransferError) -> None:
+        """Report the outcome once the file is in place, or removed after a failure."""
+        output, self.output = self.output, None
+        report = self.task._report_done
+        if output is None:
+            report(outcome)
+        elif isinstance(outcome, TransferError):
+            output.discard(lambda: report(outcome))
+        else:
+            final = self.final_path
+            output.finish(final, lambda error: report(outcome if error is None else error))
 
     # ---- the end of a hop ------------------------------------------------------------
 
@@ -558,31 +523,26 @@ class Transfer:
                 header=header,
                 profile=profile,
             )
-        if self.fd < 0:  # no body callback ever opened it (an empty body)
-            self._open_output()
+        if self.output is None:  # no head ever ended, and no body came
+            self.output = Output(self.writer, self.request.target_path, self.config.temp_dir)
+            self.output.open()
         total = self.expected or self.written
         if self.last_bytes != self.written or self.last_percent != 100:
             self._download_event(100, total)
-        fd, self.fd = self.fd, -1
-        part, self.part_path = self.part_path, None
-        assert part is not None
-        try:
-            os.close(fd)
-            if self.request.target_path is not None:
-                final = self.request.target_path
-            else:
-                ext = _extension(self.url, self._header("content-type"))
-                final = os.path.join(os.path.dirname(part), secrets.token_hex(8) + ext)
-            os.replace(part, final)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(part)
-            raise self._save_error(exc, self.request.target_path or "temp folder") from None
+        if self.request.target_path is not None:
+            self.final_path = self.request.target_path
+        else:
+            try:
+                folder = self.config.temp_dir()
+            except OSError as exc:
+                raise save_error(exc, "temp folder") from None
+            ext = _extension(self.url, self._header("content-type"))
+            self.final_path = os.path.join(folder, secrets.token_hex(8) + ext)
         return DownloadFileResult(
             status_code=self.status,
             header=header,
             data_length=self.written,
-            temp_file_path=None if self.request.target_path else final,
+            temp_file_path=None if self.request.target_path else self.final_path,
             file_path=self.request.target_path,
             profile=profile,
         )

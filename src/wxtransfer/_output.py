@@ -1,0 +1,213 @@
+"""A download's file: a part file beside the target (or in the temp folder), renamed into
+place once complete, removed on failure.
+
+The file-system calls run on one writer thread per runtime, not on the engine thread: the
+create / write / rename of a file then overlaps with the network work of the transfers
+around it, and a slow disk never stalls the network loop. Jobs run in the order they are
+given, so each file is opened, written, then finished or removed in order. The bytes handed
+over and not yet written are bounded: memory stays flat whatever the file size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+
+from ._errors import Errno, FileError
+
+__all__ = ["Output", "Writer", "save_error"]
+
+logger = logging.getLogger("wxtransfer")
+
+_BATCH = 1 << 20  # bytes gathered on the engine thread before one writev on the writer
+_BATCH_CHUNKS = 512  # and at most this many chunks (writev takes up to IOV_MAX = 1024)
+_MAX_QUEUED = 8 << 20  # bytes handed to the writer and not yet written
+_PART_NAMES = itertools.count(1)
+
+Job = Callable[[], None]
+
+
+def save_error(exc: OSError, path: str) -> FileError:
+    """The platform's error for a download that cannot be saved."""
+    if isinstance(exc, PermissionError):
+        return FileError(
+            f"downloadFile:fail permission denied can not open file {path}",
+            Errno.PERMISSION_DENIED,
+        )
+    reason = exc.strerror or str(exc)
+    return FileError(f"downloadFile:fail download save file error: {reason}", Errno.SAVE_FILE_ERROR)
+
+
+class Writer:
+    """One thread that runs file jobs in order; started on first use."""
+
+    def __init__(self, name: str = "wxtransfer-files", max_queued: int = _MAX_QUEUED) -> None:
+        self._name = name
+        self._max_queued = max_queued
+        self._queue: queue.SimpleQueue[tuple[Job, int] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._queued = 0
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Job, size: int = 0) -> None:
+        """Queue ``job``; with ``size`` bytes to write, first wait until they fit the bound."""
+        with self._lock:
+            if size:
+                while self._queued and self._queued + size > self._max_queued:
+                    self._room.wait()
+                self._queued += size
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        self._queue.put((job, size))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Run what is queued, then stop the thread."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            job, size = item
+            try:
+                job()
+            except Exception:  # pragma: no cover - a bug; the job's own errors are reported
+                logger.exception("wxtransfer file job failed")
+            if size:
+                with self._lock:
+                    self._queued -= size
+                    self._room.notify_all()
+
+
+class Output:
+    """The file of one download.
+
+    The engine thread calls ``open``, ``write``, then ``finish`` or ``discard``; the work
+    itself runs on the writer. ``error`` is set there when the file cannot be written.
+    """
+
+    __slots__ = ("_chunks", "_size", "_writer", "error", "fd", "path", "target", "temp_dir")
+
+    def __init__(self, writer: Writer, target: str | None, temp_dir: Callable[[], str]) -> None:
+        self._writer = writer
+        self.target = target
+        self.temp_dir = temp_dir
+        self.fd = -1
+        self.path: str | None = None
+        self.error: FileError | None = None
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    # ---- engine thread ---------------------------------------------------------------
+
+    def open(self) -> None:
+        self._writer.submit(self._open)
+
+    def write(self, data: bytes) -> FileError | None:
+        """Hand ``data`` over (in batches); the error of an earlier write, if any."""
+        if self.error is not None:
+            return self.error
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size >= _BATCH or len(self._chunks) >= _BATCH_CHUNKS:
+            chunks, size = self._chunks, self._size
+            self._chunks, self._size = [], 0
+            self._writer.submit(lambda: self._write(chunks), size)
+        return None
+
+    def finish(self, final: str, then: Callable[[FileError | None], None]) -> None:
+        """Write the rest, close, rename to ``final``; then ``then(None)`` or its error."""
+        chunks, size = self._chunks, self._size
+        self._chunks, self._size = [], 0
+        self._writer.submit(lambda: self._finish(chunks, final, then), size)
+
+    def discard(self, then: Callable[[], None]) -> None:
+        """Remove the part file; then ``then()``."""
+        self._chunks, self._size = [], 0
+        self._writer.submit(lambda: self._discard(then))
+
+    # ---- writer thread ---------------------------------------------------------------
+
+    def _open(self) -> None:
+        target = self.target
+        if target is not None:
+            folder, base = os.path.split(target)
+            prefix, suffix, mode = os.path.join(folder, f".{base}."), ".wxpart", 0o666
+        else:
+            try:
+                folder = self.temp_dir()
+            except OSError as exc:
+                self.error = save_error(exc, "temp folder")
+                return
+            prefix, suffix, mode = os.path.join(folder, "."), ".part", 0o600
+        for _ in range(100):
+            # A name of our own (pid and a counter); O_EXCL makes sure it is new.
+            name = f"{prefix}{os.getpid()}-{next(_PART_NAMES)}{suffix}"
+            try:
+                self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                self.error = save_error(exc, target or "temp folder")
+                return
+            self.path = name
+            return
+        self.error = save_error(FileExistsError(17, "no free part file name"), prefix)
+
+    def _write(self, chunks: list[bytes]) -> None:
+        if self.error is not None or self.fd < 0:
+            return
+        try:
+            done = os.writev(self.fd, chunks)
+            total = sum(map(len, chunks))
+            if done < total:  # a short write: go on with the rest, chunk by chunk
+                rest = b"".join(chunks)[done:]
+                while rest:
+                    rest = rest[os.write(self.fd, rest) :]
+        except OSError as exc:
+            self.error = save_error(exc, self.target or self.path or "temp folder")
+
+    def _finish(
+        self, chunks: list[bytes], final: str, then: Callable[[FileError | None], None]
+    ) -> None:
+        if chunks:
+            self._write(chunks)
+        error = self.error
+        if error is None:
+            fd, self.fd = self.fd, -1
+            try:
+                os.close(fd)
+                assert self.path is not None
+                os.replace(self.path, final)
+                self.path = None
+            except OSError as exc:
+                error = save_error(exc, self.target or "temp folder")
+        if error is not None:
+            self._remove()
+        then(error)
+
+    def _discard(self, then: Callable[[], None]) -> None:
+        self._remove()
+        then()
+
+    def _remove(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            self.path = None
