@@ -134,6 +134,27 @@ def test_a_late_listener_gets_the_latest_event_at_once(tmp_path: Path, server: A
     assert [e.status_code for _, e in late.events] == [200]
 
 
+def test_a_late_listener_is_served_before_the_outcome(tmp_path: Path, server: Any) -> None:
+    # The replay of the latest event to a new listener is queued like any event: the
+    # outcome (and result()) waits for it, even for a task without callbacks.
+    late = Recorder()
+    busy = threading.Event()
+
+    def hold_the_dispatcher(_: Any) -> None:
+        busy.set()
+        time.sleep(1)
+
+    with runtime(tmp_path) as rt:
+        task = rt.download_file(server.url + "/hang")  # headers, then nothing
+        time.sleep(0.5)  # the headers arrive with nobody listening
+        rt.download_file(server.url + "/bytes/10", complete=hold_the_dispatcher)
+        assert busy.wait(5)
+        task.on_headers_received(late("headers"))  # the replay queues behind the sleep
+        task.abort()
+        task.exception(10)
+        assert [e.status_code for _, e in late.events] == [200]
+
+
 def test_off_removes_one_listener_or_all(tmp_path: Path, server: Any) -> None:
     kept, removed, all_gone = Recorder(), Recorder(), Recorder()
     with runtime(tmp_path) as rt:

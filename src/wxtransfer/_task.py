@@ -251,11 +251,14 @@ class Task(Generic[R, P]):
             # Events still queued will reach the new listener; only when none is queued
             # is the latest delivered one replayed, so it never sees an event twice.
             replay = channel.latest if channel.pending == 0 and not self._finished else None
+            if replay is not None:
+                channel.pending += 1  # the outcome waits for it, as for any queued event
         if replay is not None:
             self._dispatcher.call(lambda: self._replay(fn, replay, channel))
 
     def _replay(self, fn: Listener, event: Any, channel: _Channel) -> None:
         with self._lock:
+            channel.pending -= 1
             wanted = not self._finished and any(f is fn for f in channel.listeners)
         if wanted:
             _call(fn, event)
