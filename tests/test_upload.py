@@ -69,6 +69,40 @@ def test_utf8_filenames_are_escaped_as_browsers_do(tmp_path: Path, raw_server: A
     assert b"Content-Type: text/plain" in body
 
 
+def test_small_files_are_sent_as_libcurl_mime_sends_large_ones(
+    tmp_path: Path, raw_server: Any
+) -> None:
+    # Files up to 64 KiB go out from memory in one piece; larger ones through libcurl's
+    # MIME API. Apart from the boundary and the file's bytes the bodies must be the same.
+    handler = read_body_then(build_response(200, b"ok"))
+    srv: RawServer = raw_server(handler)
+    (tmp_path / "small").mkdir()
+    (tmp_path / "large").mkdir()
+    small = _file(tmp_path / "small", 'na"me\r\n.txt', 100)
+    large = _file(tmp_path / "large", 'na"me\r\n.txt', 70_000)
+    fields = {"user": "test", 'k"e\ry': "vé", "n": 1.5}
+    with runtime(tmp_path) as rt:
+        for f in (small, large):
+            rt.upload_file(srv.url + "/u", f, 'fi"le', form_data=fields).result(10)
+    frames = []
+    for head, body, f in zip(srv.requests, handler.bodies, (small, large), strict=True):
+        [ctype] = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-type:")]
+        boundary = ctype.split(b"boundary=")[1]
+        assert boundary.startswith(b"-" * 24) and len(boundary) == 46, boundary
+        [length] = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")]
+        assert int(length.split(b":")[1]) == len(body)
+        assert body.count(f.read_bytes()) == 1
+        frames.append(body.replace(boundary, b"B").replace(f.read_bytes(), b"DATA"))
+    assert frames[0] == frames[1]
+    assert frames[0] == (
+        b'--B\r\nContent-Disposition: form-data; name="user"\r\n\r\ntest\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="k%22e%0Dy"\r\n\r\nv\xc3\xa9\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="n"\r\n\r\n1.5\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="fi%22le"; '
+        b'filename="na%22me%0D%0A.txt"\r\nContent-Type: text/plain\r\n\r\nDATA\r\n--B--\r\n'
+    )
+
+
 def test_progress_counts_the_request_body_and_ends_at_content_length(
     tmp_path: Path, server: Any
 ) -> None:

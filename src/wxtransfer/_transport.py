@@ -46,6 +46,7 @@ __all__ = ["CURL_ERRORS", "Transfer", "TransportConfig", "map_curl_error", "new_
 _MIME_OPTIONS = 315
 _MIME_PERCENT_ESCAPE = 0
 _BUFFER = 1 << 20
+_SMALL_UPLOAD = 64 * 1024  # files up to this size are sent from memory, in one piece
 _QUIET_UPLOAD = 16 * 1024  # bodies up to this size go out in one read, with no progress calls
 _MAX_REDIRECTS = 10
 _UNKNOWN_TOTAL_INTERVAL = 0.1  # seconds between progress events while the total is unknown
@@ -173,6 +174,43 @@ def new_template(config: TransportConfig, api: str) -> Any:
     return c
 
 
+def _escape_name(name: str) -> bytes:
+    """A multipart name or filename as browsers (and libcurl's MIME) write it."""
+    return name.encode().replace(b'"', b"%22").replace(b"\r", b"%0D").replace(b"\n", b"%0A")
+
+
+def _multipart(boundary: str, r: Request, data: bytes) -> bytes:
+    """The multipart/form-data body libcurl's MIME API would send, built in one piece.
+
+    For small files: it spares the MIME machinery (and its random boundary from OpenSSL)
+    that costs more than the transfer itself. tests/test_upload.py compares both bodies.
+    """
+    assert r.name is not None and r.filename is not None
+    dash = b"--" + boundary.encode()
+    parts = []
+    for key, value in r.form_data:
+        parts += [
+            dash,
+            b'\r\nContent-Disposition: form-data; name="',
+            _escape_name(key),
+            b'"\r\n\r\n',
+            value.encode(),
+            b"\r\n",
+        ]
+    parts += [
+        dash,
+        b'\r\nContent-Disposition: form-data; name="',
+        _escape_name(r.name),
+        b'"; filename="',
+        _escape_name(r.filename),
+        b'"\r\n',
+    ]
+    if r.content_type:
+        parts += [b"Content-Type: ", r.content_type.encode(), b"\r\n"]
+    parts += [b"\r\n", data, b"\r\n", dash, b"--\r\n"]
+    return b"".join(parts)
+
+
 class Transfer:
     """One upload or download, its easy handle, its file and its progress.
 
@@ -294,7 +332,9 @@ class Transfer:
             headers.append("Expect:")
             self.body = []
             c.setopt(pycurl.WRITEFUNCTION, self.body.append)
-            self._prepare_upload()
+            content_type = self._prepare_upload()
+            if content_type is not None:
+                headers.append(content_type)
         else:
             c.setopt(pycurl.WRITEFUNCTION, self.on_body)
         c.setopt(pycurl.HTTPHEADER, headers)
@@ -319,10 +359,18 @@ class Transfer:
             return []
         return [f"{host}::{addr}:{port}"]
 
-    def _prepare_upload(self) -> None:
+    def _prepare_upload(self) -> str | None:
+        """Attach the multipart body; the Content-Type header to send, if it is ours."""
         r = self.request
         c = self.curl
         assert r.file_path is not None and r.name is not None and r.filename is not None
+        size = r.file_size if r.file_size >= 0 else os.path.getsize(r.file_path)
+        if size <= _SMALL_UPLOAD:
+            data = self._read_small_file(r.file_path)
+            if data is not None:
+                boundary = "-" * 24 + secrets.token_hex(11)
+                c.setopt(pycurl.POSTFIELDS, _multipart(boundary, r, data))
+                return f"Content-Type: multipart/form-data; boundary={boundary}"
         mime = pycurl.CurlMime(c)
         for key, value in r.form_data:
             mime.add_field(key.encode(), value.encode())
@@ -334,7 +382,6 @@ class Transfer:
         )
         c.setopt(pycurl.MIMEPOST, mime)
         self.mime = mime
-        size = r.file_size if r.file_size >= 0 else os.path.getsize(r.file_path)
         if size > _QUIET_UPLOAD:
             # Small reads, so that progress can move by single percents.
             c.setopt(pycurl.UPLOAD_BUFFERSIZE, min(2 * _BUFFER, max(_QUIET_UPLOAD, size // 128)))
@@ -342,6 +389,19 @@ class Transfer:
             c.setopt(pycurl.XFERINFOFUNCTION, self.on_upload_progress)
         # A body that fits one read goes out in one step: its one progress event (100 %)
         # is reported at the end, and libcurl is spared a progress call per loop.
+        return None
+
+    def _read_small_file(self, path: str) -> bytes | None:
+        """The whole file, or None when it has grown past the small-upload size."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                data = os.read(fd, _SMALL_UPLOAD + 1)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise map_curl_error(self.api, 26, exc.strerror or "") from None
+        return data if len(data) <= _SMALL_UPLOAD else None
 
     # ---- the response head -----------------------------------------------------------
 
