@@ -10,6 +10,7 @@ from typing import Any
 import wxtransfer
 from tests.helpers import Recorder, leftovers, runtime
 from tests.servers.app import pattern
+from tests.servers.rawsock import respond
 
 
 def test_download_to_a_temp_file(tmp_path: Path, server: Any) -> None:
@@ -214,3 +215,17 @@ def test_a_thousand_quick_posts_all_finish(tmp_path: Path, server: Any) -> None:
             ]
             tasks += [rt.download_file(server.url + "/bytes/1024") for _ in range(500)]
             assert all(t.result(30).status_code == 200 for t in tasks)
+
+
+def test_an_announced_length_without_a_body_leaves_an_empty_file(
+    tmp_path: Path, raw_server: Any
+) -> None:
+    # Big announced lengths reserve the file's blocks first (fallocate); a response that
+    # announces 2 MB but has no body (304) must still leave exactly the bytes received.
+    srv = raw_server(respond(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 2000000\r\n\r\n"))
+    target = tmp_path / "out.bin"
+    with runtime(tmp_path) as rt:
+        res = rt.download_file(srv.url + "/x", file_path=target).result(10)
+    assert (res.status_code, res.data_length) == (304, 0)
+    assert target.stat().st_size == 0
+    assert os.stat(target).st_blocks == 0  # nothing reserved is left allocated

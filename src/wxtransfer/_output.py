@@ -11,10 +11,14 @@ over and not yet written are bounded: memory stays flat whatever the file size.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import itertools
 import logging
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 
@@ -28,6 +32,7 @@ _BATCH = 1 << 20  # bytes gathered on the engine thread before one writev on the
 _BATCH_CHUNKS = 512  # and at most this many chunks (writev takes up to IOV_MAX = 1024)
 _MAX_QUEUED = 8 << 20  # bytes handed to the writer and not yet written
 _PART_NAMES = itertools.count(1)
+_PREALLOCATE_MIN = 1 << 20  # announced sizes from which the file's blocks are reserved first
 
 Job = Callable[[], None]
 
@@ -41,6 +46,26 @@ def save_error(exc: OSError, path: str) -> FileError:
         )
     reason = exc.strerror or str(exc)
     return FileError(f"downloadFile:fail download save file error: {reason}", Errno.SAVE_FILE_ERROR)
+
+
+@functools.cache
+def _fallocate() -> Callable[[int, int], int] | None:
+    """Linux ``fallocate(fd, 0, 0, size)`` (returns 0 or an errno), or None where there is
+    none. Not ``os.posix_fallocate``: on a file system without fallocate, glibc emulates it
+    by writing every block, which costs more than it saves."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+
+    def call(fd: int, size: int) -> int:
+        return 0 if fn(fd, 0, 0, size) == 0 else ctypes.get_errno()
+
+    return call
 
 
 class Writer:
@@ -98,12 +123,29 @@ class Output:
     itself runs on the writer. ``error`` is set there when the file cannot be written.
     """
 
-    __slots__ = ("_chunks", "_size", "_writer", "error", "fd", "path", "target", "temp_dir")
+    __slots__ = (
+        "_chunks",
+        "_size",
+        "_writer",
+        "error",
+        "expected",
+        "fd",
+        "path",
+        "reserved",
+        "target",
+        "temp_dir",
+        "written",
+    )
 
-    def __init__(self, writer: Writer, target: str | None, temp_dir: Callable[[], str]) -> None:
+    def __init__(
+        self, writer: Writer, target: str | None, temp_dir: Callable[[], str], expected: int = 0
+    ) -> None:
         self._writer = writer
         self.target = target
         self.temp_dir = temp_dir
+        self.expected = expected  # the announced size; 0: unknown
+        self.reserved = 0  # bytes fallocate reserved (the file's size until truncated)
+        self.written = 0  # bytes the writer wrote
         self.fd = -1
         self.path: str | None = None
         self.error: FileError | None = None
@@ -163,8 +205,22 @@ class Output:
                 self.error = save_error(exc, target or "temp folder")
                 return
             self.path = name
+            self._reserve()
             return
         self.error = save_error(FileExistsError(17, "no free part file name"), prefix)
+
+    def _reserve(self) -> None:
+        """Reserve a big file's blocks at once: fewer, larger extents to allocate, and a
+        full disk is known before the body is fetched."""
+        fallocate = _fallocate() if self.expected >= _PREALLOCATE_MIN else None
+        if fallocate is None:
+            return
+        code = fallocate(self.fd, self.expected)
+        if code == 0:
+            self.reserved = self.expected
+        elif code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            self.error = save_error(OSError(code, os.strerror(code)), self.target or "temp folder")
+        # anything else (no fallocate on this file system): write as it comes
 
     def _write(self, chunks: list[bytes]) -> None:
         if self.error is not None or self.fd < 0:
@@ -176,6 +232,7 @@ class Output:
                 rest = b"".join(chunks)[done:]
                 while rest:
                     rest = rest[os.write(self.fd, rest) :]
+            self.written += total
         except OSError as exc:
             self.error = save_error(exc, self.target or self.path or "temp folder")
 
@@ -188,6 +245,8 @@ class Output:
         if error is None:
             fd, self.fd = self.fd, -1
             try:
+                if self.reserved and self.written != self.reserved:
+                    os.ftruncate(fd, self.written)  # fewer bytes than announced (e.g. a 304)
                 os.close(fd)
                 assert self.path is not None
                 os.replace(self.path, final)

@@ -445,7 +445,9 @@ class Transfer:
         except TransferError as exc:
             self.error = exc
             return False
-        self.output = Output(self.writer, self.request.target_path, self.config.temp_dir)
+        self.output = Output(
+            self.writer, self.request.target_path, self.config.temp_dir, self.expected
+        )
         self.output.open()
         return True
 
