@@ -237,6 +237,7 @@ class Transfer:
         "last_percent",
         "lines",
         "mime",
+        "next_event",
         "output",
         "queue_start",
         "redirecting",
@@ -285,6 +286,7 @@ class Transfer:
         self.expected = 0
         self.last_percent = -1
         self.last_bytes = -1
+        self.next_event = 0  # bytes received at which progress is due again
         self.last_event_time = 0.0
 
     # ---- setting up a hop ------------------------------------------------------------
@@ -460,6 +462,19 @@ class Transfer:
         return None if self._end_of_head() else -1
 
     def on_body(self, data: bytes) -> int | None:
+        output = self.output
+        if output is None or self.redirecting or self.config.rules is not None:
+            return self._on_body_checked(data)
+        error = output.write(data)  # the usual case, once per 16 KiB: keep it short
+        if error is not None:
+            self.error = error
+            return -1
+        self.written += len(data)
+        if self.written >= self.next_event:
+            self._progress_due()
+        return None
+
+    def _on_body_checked(self, data: bytes) -> int | None:
         if self.redirecting:
             return None
         if self.output is None and not self.final:  # a body before any blank line
@@ -481,16 +496,24 @@ class Transfer:
             self.error = error
             return -1
         self.written += len(data)
-        if self.expected:
-            percent = min(100, self.written * 100 // self.expected)
+        if self.written >= self.next_event:
+            self._progress_due()
+        return None
+
+    def _progress_due(self) -> None:
+        """A download event when the percent changed (or 100 ms passed, total unknown)."""
+        expected = self.expected
+        if expected:
+            percent = min(100, self.written * 100 // expected)
             if percent != self.last_percent:
-                self._download_event(percent, self.expected)
+                self._download_event(percent, expected)
+            # the first byte count of the next percent
+            self.next_event = -(-(percent + 1) * expected // 100)
         else:
             now = time.monotonic()
             if now - self.last_event_time >= _UNKNOWN_TOTAL_INTERVAL:
                 self.last_event_time = now
                 self._download_event(0, 0)
-        return None
 
     def on_upload_progress(self, dltotal: int, dlnow: int, ultotal: int, ulnow: int) -> int:
         if ultotal > 0 and ulnow > self.last_bytes:
