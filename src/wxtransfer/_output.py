@@ -32,6 +32,7 @@ _BATCH = 1 << 20  # bytes gathered on the engine thread before one writev on the
 _BATCH_CHUNKS = 512  # and at most this many chunks (writev takes up to IOV_MAX = 1024)
 _MAX_QUEUED = 8 << 20  # bytes handed to the writer and not yet written
 _PART_NAMES = itertools.count(1)
+_SMALL_BODY = 256 << 10  # announced sizes up to this are written in one job at the end
 _PREALLOCATE_MIN = 1 << 20  # announced sizes from which the file's blocks are reserved first
 
 Job = Callable[[], None]
@@ -119,12 +120,14 @@ class Writer:
 class Output:
     """The file of one download.
 
-    The engine thread calls ``open``, ``write``, then ``finish`` or ``discard``; the work
-    itself runs on the writer. ``error`` is set there when the file cannot be written.
+    The engine thread calls ``start``, ``write``, then ``finish`` or ``discard``; the work
+    itself runs on the writer. A small body's file is made, written and renamed in one
+    job at the end. ``error`` is set there when the file cannot be made or written.
     """
 
     __slots__ = (
         "_chunks",
+        "_opened",
         "_size",
         "_writer",
         "error",
@@ -151,11 +154,16 @@ class Output:
         self.error: FileError | None = None
         self._chunks: list[bytes] = []
         self._size = 0
+        self._opened = False  # the part file's creation was handed to the writer
 
     # ---- engine thread ---------------------------------------------------------------
 
-    def open(self) -> None:
-        self._writer.submit(self._open)
+    def start(self) -> None:
+        """Make the part file now, unless the body is announced small: then it is made,
+        written and renamed in one job at the end."""
+        if not 0 < self.expected <= _SMALL_BODY:
+            self._opened = True
+            self._writer.submit(self._open)
 
     def write(self, data: bytes) -> FileError | None:
         """Hand ``data`` over (in batches); the error of an earlier write, if any."""
@@ -166,19 +174,36 @@ class Output:
         if self._size >= _BATCH or len(self._chunks) >= _BATCH_CHUNKS:
             chunks, size = self._chunks, self._size
             self._chunks, self._size = [], 0
-            self._writer.submit(lambda: self._write(chunks), size)
+            if self._opened:
+                self._writer.submit(lambda: self._write(chunks), size)
+            else:
+                self._opened = True
+                self._writer.submit(lambda: self._open_and_write(chunks), size)
         return None
 
     def finish(self, final: str, then: Callable[[FileError | None], None]) -> None:
-        """Write the rest, close, rename to ``final``; then ``then(None)`` or its error."""
+        """Write the rest, close, rename to ``final``; then ``then(None)`` or its error.
+
+        A body smaller than a batch is one job: create, write, close, rename.
+        """
         chunks, size = self._chunks, self._size
         self._chunks, self._size = [], 0
-        self._writer.submit(lambda: self._finish(chunks, final, then), size)
+        opened, self._opened = self._opened, True
+
+        def job() -> None:
+            if not opened:
+                self._open()
+            self._finish(chunks, final, then)
+
+        self._writer.submit(job, size)
 
     def discard(self, then: Callable[[], None]) -> None:
-        """Remove the part file; then ``then()``."""
+        """Remove the part file, if one was made; then ``then()``."""
         self._chunks, self._size = [], 0
-        self._writer.submit(lambda: self._discard(then))
+        if self._opened:
+            self._writer.submit(lambda: self._discard(then))
+        else:  # nothing on disk yet
+            then()
 
     # ---- writer thread ---------------------------------------------------------------
 
@@ -208,6 +233,10 @@ class Output:
             self._reserve()
             return
         self.error = save_error(FileExistsError(17, "no free part file name"), prefix)
+
+    def _open_and_write(self, chunks: list[bytes]) -> None:
+        self._open()
+        self._write(chunks)
 
     def _reserve(self) -> None:
         """Reserve a big file's blocks at once: fewer, larger extents to allocate, and a

@@ -450,7 +450,7 @@ class Transfer:
         self.output = Output(
             self.writer, self.request.target_path, self.config.temp_dir, self.expected
         )
-        self.output.open()
+        self.output.start()
         return True
 
     # ---- libcurl callbacks (engine thread) -------------------------------------------
@@ -610,7 +610,6 @@ class Transfer:
             )
         if self.output is None:  # no head ever ended, and no body came
             self.output = Output(self.writer, self.request.target_path, self.config.temp_dir)
-            self.output.open()
         total = self.expected or self.written
         if self.last_bytes != self.written or self.last_percent != 100:
             self._download_event(100, total)
