@@ -71,7 +71,11 @@ class Task(Generic[R, P]):
         self._headers = _Channel()
         self._outcome: R | TransferError | None = None
         self._finished = False  # success/fail has been dispatched
-        self._callbacks_done = threading.Event()
+        # Held until the callbacks are done: cheaper to make than an Event. Waiters take it
+        # and give it back at once, so each wakes the next; the flag answers without it.
+        self._callbacks_done = False
+        self._done_gate = threading.Lock()
+        self._done_gate.acquire()
         self._done_callbacks: list[Callable[[], object]] = []
         self._abort_requested = False
         self._unobserved = False
@@ -129,7 +133,7 @@ class Task(Generic[R, P]):
         the task goes on. Returns once ``success``/``fail`` and ``complete`` have run.
         """
         if not self._dispatcher.is_current():
-            if not self._callbacks_done.wait(timeout):
+            if not self._wait_callbacks(timeout):
                 raise builtins.TimeoutError(f"{self._api} task not done after {timeout} s")
         elif self._outcome is None:
             raise RuntimeError(
@@ -284,7 +288,8 @@ class Task(Generic[R, P]):
         if self._complete is not None:
             _call(self._complete, outcome)
         with self._lock:
-            self._callbacks_done.set()
+            self._callbacks_done = True
+            self._done_gate.release()
             callbacks, self._done_callbacks = self._done_callbacks, []
         for cb in callbacks:
             run_callback(cb)
@@ -292,13 +297,26 @@ class Task(Generic[R, P]):
     def _add_done_callback(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once callbacks are done: at once if they are, else on the dispatcher."""
         with self._lock:
-            if not self._callbacks_done.is_set():
+            if not self._callbacks_done:
                 self._done_callbacks.append(fn)
                 return
         fn()
 
     def _wait_callbacks(self, timeout: float | None) -> bool:
-        return self._callbacks_done.wait(timeout)
+        """Wait up to ``timeout`` seconds (None: for ever) for the callbacks to be done."""
+        if self._callbacks_done:
+            return True
+        gate = self._done_gate
+        if timeout is None:
+            got = gate.acquire()
+        elif timeout > 0:  # like Event.wait: zero or less only looks
+            got = gate.acquire(True, timeout)
+        else:
+            got = gate.acquire(False)
+        if got:
+            gate.release()  # let the next waiter through
+            return True
+        return self._callbacks_done  # another waiter may hold the gate for a moment
 
     def __del__(self) -> None:
         if self._unobserved:
