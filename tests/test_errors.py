@@ -13,6 +13,7 @@ import pytest
 import wxtransfer
 from tests.helpers import leftovers, runtime
 from tests.servers.rawsock import RawServer, build_response, hang, reset, respond
+from wxtransfer._options import _PLAIN_URL, _check_url, _parse_url
 from wxtransfer._transport import CURL_ERRORS, map_curl_error
 
 RawFactory = Callable[[Any], RawServer]
@@ -87,6 +88,36 @@ def test_unsupported_or_malformed_urls_are_invalid_url(tmp_path: Path, url: str)
     assert isinstance(err, wxtransfer.InvalidArgumentError)
     assert err.errno == 600009
     assert err.err_msg.startswith("downloadFile:fail invalid URL")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h:65535/",
+        "http://h:65536/",
+        "http://h:070000/",
+        "HTTP://H:/a?b#c",
+        "http://h/a b",
+        "http://h/a\x00",
+        "http://h\t/",
+        "http://:80/",
+        "http://[::1/",
+        "http://h:\u0661/",
+        "http\u017f://h/",
+        "https://a.b-c_d.0:443?q#f",
+        " http://h/",
+    ],
+)
+def test_a_plain_url_takes_the_quick_path_only_when_the_long_one_accepts_it(url: str) -> None:
+    try:
+        expected: str | None = _parse_url("downloadFile", url)
+    except wxtransfer.TransferError as exc:
+        expected = None
+        with pytest.raises(wxtransfer.TransferError) as raised:
+            _check_url("downloadFile", url)
+        assert raised.value.err_msg == exc.err_msg
+    assert _PLAIN_URL(url) is None or expected == url
+    assert expected is None or _check_url("downloadFile", url) == url
 
 
 def test_upload_file_problems(tmp_path: Path, raw_server: RawFactory) -> None:

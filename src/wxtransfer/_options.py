@@ -9,6 +9,7 @@ import decimal
 import math
 import mimetypes
 import os
+import re
 import stat
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -72,7 +73,24 @@ def js_number(value: int | float) -> str:
     return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
 
+# http(s)://host[:port][/?#...] with nothing urlsplit could refuse and nothing we refuse:
+# such a URL passes every check below, so it needs no parsing. Explicit ASCII classes: a
+# case-insensitive or \d pattern would also match non-ASCII letters and digits.
+_PLAIN_URL = re.compile(
+    r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._-]+"
+    r"(?::(?:[0-9]{0,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?:[/?#][^\r\n\t\x00 ]*)?"
+).fullmatch
+
+
 def _check_url(api: Api, url: object) -> str:
+    if type(url) is str and _PLAIN_URL(url) is not None:  # the usual case, quickly
+        return url
+    return _parse_url(api, url)
+
+
+def _parse_url(api: Api, url: object) -> str:
+    """Check a URL the long way, saying what is wrong with it."""
     if url is None or url == "":
         raise _param_error(api, "url is required")
     if not isinstance(url, str):
