@@ -13,7 +13,7 @@ import pytest
 import wxtransfer
 from tests.helpers import leftovers, runtime
 from tests.servers.rawsock import RawServer, build_response, hang, reset, respond
-from wxtransfer._options import _PLAIN_URL, _check_url, _parse_url
+from wxtransfer._options import _PLAIN_URL, _check_url, _parse_url, validate_download
 from wxtransfer._transport import CURL_ERRORS, map_curl_error
 
 RawFactory = Callable[[Any], RawServer]
@@ -157,6 +157,32 @@ def test_download_into_a_missing_folder_fails_before_sending(
     assert err.err_msg.startswith("downloadFile:fail download save file error")
     assert onto_dir.errno == 603300
     assert srv.connections == 0
+
+
+def test_download_target_problems_say_which(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"x")
+    exe = tmp_path / "run.sh"
+    exe.write_bytes(b"#!/bin/sh\n")
+    exe.chmod(0o755)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "to-dir").symlink_to(tmp_path / "dir")
+    save = "downloadFile:fail download save file error:"
+    cases = {
+        tmp_path / "no" / "a.bin": f"{save} no such folder {tmp_path / 'no'}",
+        plain / "a.bin": f"{save} no such folder {plain}",
+        exe / "a.bin": f"{save} no such folder {exe}",
+        plain / "b" / "a.bin": f"{save} no such folder {plain / 'b'}",
+        tmp_path / "dir": f"{save} {tmp_path / 'dir'} is a directory",
+        tmp_path / "to-dir": f"{save} {tmp_path / 'to-dir'} is a directory",
+        tmp_path / "dir" / "..": f"{save} {tmp_path} is a directory",
+    }
+    for target, message in cases.items():
+        with pytest.raises(wxtransfer.FileError) as raised:
+            validate_download("http://127.0.0.1:9/", file_path=target)
+        assert (raised.value.errno, raised.value.err_msg) == (603300, message), target
+    for fine in (tmp_path / "new.bin", plain, tmp_path / "to-dir" / "a.bin"):
+        assert validate_download("http://127.0.0.1:9/", file_path=fine).target_path == str(fine)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere whatever the mode")

@@ -271,6 +271,44 @@ def validate_upload(
     )
 
 
+def _check_target(target: str) -> None:
+    """Raise unless ``target`` can be written: not a folder, in a writable folder.
+
+    Two access() calls when it can, and no exception: each system call lets the engine
+    thread take the GIL. A trailing slash makes access() fail unless the path is a folder.
+    """
+    folder = os.path.dirname(target)
+    if len(target) < 512 and os.access(folder + "/", os.W_OK | os.X_OK):
+        # folder is a writable folder; a short path stays short of PATH_MAX with the slash
+        if os.access(target + "/", os.F_OK):
+            raise _is_a_folder(target)
+        return
+    # Long, or not writable as it is: say why, in the order the checks have always had.
+    if os.path.isdir(target):
+        raise _is_a_folder(target)
+    if not os.path.isdir(folder):
+        raise _no_folder(folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileError(
+            f"downloadFile:fail permission denied can not open file {target}",
+            Errno.PERMISSION_DENIED,
+        )
+
+
+def _is_a_folder(target: str) -> FileError:
+    return FileError(
+        f"downloadFile:fail download save file error: {target} is a directory",
+        Errno.SAVE_FILE_ERROR,
+    )
+
+
+def _no_folder(folder: str) -> FileError:
+    return FileError(
+        f"downloadFile:fail download save file error: no such folder {folder}",
+        Errno.SAVE_FILE_ERROR,
+    )
+
+
 def validate_download(
     url: object,
     *,
@@ -289,22 +327,7 @@ def validate_download(
     target: str | None = None
     if file_path is not None:
         target = os.path.abspath(_check_path(api, "filePath", file_path))
-        folder = os.path.dirname(target)
-        if os.path.isdir(target):
-            raise FileError(
-                f"downloadFile:fail download save file error: {target} is a directory",
-                Errno.SAVE_FILE_ERROR,
-            )
-        if not os.path.isdir(folder):
-            raise FileError(
-                f"downloadFile:fail download save file error: no such folder {folder}",
-                Errno.SAVE_FILE_ERROR,
-            )
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise FileError(
-                f"downloadFile:fail permission denied can not open file {target}",
-                Errno.PERMISSION_DENIED,
-            )
+        _check_target(target)
     return Request(
         api=api,
         url=checked_url,
