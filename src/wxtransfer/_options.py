@@ -203,8 +203,10 @@ def _check_flag(api: Api, what: str, value: object) -> bool:
     return value
 
 
-def check_callbacks(api: Api, **callbacks: object) -> None:
-    for what, fn in callbacks.items():
+def check_callbacks(api: Api, success: object, fail: object, complete: object) -> None:
+    if success is None and fail is None and complete is None:
+        return
+    for what, fn in (("success", success), ("fail", fail), ("complete", complete)):
         if fn is not None and not callable(fn):
             raise _param_error(api, f"{what} should be callable, not {type(fn).__name__}")
 

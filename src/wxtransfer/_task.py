@@ -77,6 +77,7 @@ class Task(Generic[R, P]):
         self._done_gate = threading.Lock()
         self._done_gate.acquire()
         self._done_callbacks: list[Callable[[], object]] = []
+        self._runtime_tasks: set[Task[Any, Any]] | None = None  # the runtime's, while it runs
         self._abort_requested = False
         self._unobserved = False
 
@@ -291,6 +292,9 @@ class Task(Generic[R, P]):
             self._callbacks_done = True
             self._done_gate.release()
             callbacks, self._done_callbacks = self._done_callbacks, []
+            tasks, self._runtime_tasks = self._runtime_tasks, None
+        if tasks is not None:
+            tasks.discard(self)
         for cb in callbacks:
             run_callback(cb)
 
