@@ -150,13 +150,15 @@ def _check_headers(api: Api, header: object) -> list[tuple[str, str]]:
 def _check_form_data(api: Api, form_data: object) -> list[tuple[str, str]]:
     if form_data is None:
         return []
-    if not isinstance(form_data, Mapping):
+    if type(form_data) is not dict and not isinstance(form_data, Mapping):
         raise _param_error(api, f"formData should be a dict, not {type(form_data).__name__}")
     out: list[tuple[str, str]] = []
     for key, value in form_data.items():
         if not isinstance(key, str) or not key:
             raise _param_error(api, f"formData keys should be non-empty str, got {key!r}")
-        if isinstance(value, bool):
+        if type(value) is str:  # the usual case first
+            text = value
+        elif isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, int | float):
             text = js_number(value)
@@ -174,6 +176,8 @@ def _check_form_data(api: Api, form_data: object) -> list[tuple[str, str]]:
 def _check_timeout(api: Api, timeout: object) -> int | None:
     if timeout is None:
         return None
+    if type(timeout) is int and timeout >= 0:  # the usual case: already whole milliseconds
+        return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise _param_error(api, f"timeout should be a number of milliseconds, not {timeout!r}")
     if math.isnan(timeout) or timeout < 0:
@@ -184,10 +188,11 @@ def _check_timeout(api: Api, timeout: object) -> int | None:
 
 
 def _check_path(api: Api, what: str, value: object) -> str:
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, bytes):
-        value = os.fsdecode(value)
+    if type(value) is not str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, bytes):
+            value = os.fsdecode(value)
     if not isinstance(value, str) or not value:
         raise _param_error(api, f"{what} should be a non-empty path")
     if "\x00" in value:
