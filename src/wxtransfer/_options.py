@@ -235,6 +235,39 @@ def _check_upload_file(path: str) -> int:
     return st.st_size
 
 
+# Content-Type by exact extension, for names whose extension alone decides guess_type's
+# answer; forgotten when mimetypes is set up again or gains an extension (a new type given
+# in place to an extension already seen is not noticed).
+_content_types: dict[str, str] = {}
+_content_types_of: tuple[object, int] = (None, 0)
+
+
+def _content_type(filename: str) -> str:
+    """``mimetypes.guess_type(filename)``'s type, or application/octet-stream."""
+    global _content_types_of
+    ext = os.path.splitext(filename)[1]
+    types = mimetypes.types_map
+    if ":" not in filename and _content_types_of[0] is types and _content_types_of[1] == len(types):
+        known = _content_types.get(ext)
+        if known is not None:
+            return known
+    guessed = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    # Cacheable unless a URL-like "scheme:" prefix, a suffix alias (.tgz) or an encoding
+    # (.gz) makes more of the name count; the lists are read after guess_type set them up.
+    if not (
+        ":" in filename
+        or ext in mimetypes.encodings_map
+        or ext in mimetypes.suffix_map
+        or ext.lower() in mimetypes.suffix_map
+    ):
+        types = mimetypes.types_map
+        if _content_types_of[0] is not types or _content_types_of[1] != len(types):
+            _content_types.clear()
+            _content_types_of = (types, len(types))
+        _content_types[ext] = guessed
+    return guessed
+
+
 def validate_upload(
     url: object,
     file_path: object,
@@ -260,7 +293,7 @@ def validate_upload(
     timeout_ms = _check_timeout(api, timeout)
     size = _check_upload_file(path)
     filename = os.path.basename(path.rstrip(os.sep)) or "file"
-    content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    content_type = _content_type(filename)
     return Request(
         api=api,
         url=checked_url,
