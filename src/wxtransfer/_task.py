@@ -71,11 +71,10 @@ class Task(Generic[R, P]):
         self._headers = _Channel()
         self._outcome: R | TransferError | None = None
         self._finished = False  # success/fail has been dispatched
-        # Held until the callbacks are done: cheaper to make than an Event. Waiters take it
-        # and give it back at once, so each wakes the next; the flag answers without it.
+        # An Event costs a Condition per task; most tasks are never waited on, so each
+        # waiter brings a held lock of its own, released when the callbacks are done.
         self._callbacks_done = False
-        self._done_gate = threading.Lock()
-        self._done_gate.acquire()
+        self._waiters: list[threading.Lock] | None = None
         self._done_callbacks: list[Callable[[], object]] = []
         self._runtime_tasks: set[Task[Any, Any]] | None = None  # the runtime's, while it runs
         self._abort_requested = False
@@ -290,7 +289,9 @@ class Task(Generic[R, P]):
             _call(self._complete, outcome)
         with self._lock:
             self._callbacks_done = True
-            self._done_gate.release()
+            for waiter in self._waiters or ():
+                waiter.release()
+            self._waiters = None
             callbacks, self._done_callbacks = self._done_callbacks, []
             tasks, self._runtime_tasks = self._runtime_tasks, None
         if tasks is not None:
@@ -310,17 +311,24 @@ class Task(Generic[R, P]):
         """Wait up to ``timeout`` seconds (None: for ever) for the callbacks to be done."""
         if self._callbacks_done:
             return True
-        gate = self._done_gate
-        if timeout is None:
-            got = gate.acquire()
-        elif timeout > 0:  # like Event.wait: zero or less only looks
-            got = gate.acquire(True, timeout)
-        else:
-            got = gate.acquire(False)
-        if got:
-            gate.release()  # let the next waiter through
+        if timeout is not None and not timeout > 0:  # like Event.wait: only look
+            return self._callbacks_done
+        waiter = threading.Lock()
+        waiter.acquire()
+        with self._lock:
+            if self._callbacks_done:
+                return True
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+        if waiter.acquire(True, -1 if timeout is None else timeout):
             return True
-        return self._callbacks_done  # another waiter may hold the gate for a moment
+        with self._lock:  # timed out: unless the callbacks just finished, stop waiting
+            if self._callbacks_done:
+                return True
+            if self._waiters is not None:
+                self._waiters.remove(waiter)
+            return False
 
     def __del__(self) -> None:
         if self._unobserved:
