@@ -245,7 +245,9 @@ _content_types_of: tuple[object, int] = (None, 0)
 def _content_type(filename: str) -> str:
     """``mimetypes.guess_type(filename)``'s type, or application/octet-stream."""
     global _content_types_of
-    ext = os.path.splitext(filename)[1]
+    dot = filename.rfind(".")
+    # os.path.splitext's extension, without its cost when the name does not start with "."
+    ext = filename[dot:] if dot > 0 and filename[0] != "." else os.path.splitext(filename)[1]
     types = mimetypes.types_map
     if ":" not in filename and _content_types_of[0] is types and _content_types_of[1] == len(types):
         known = _content_types.get(ext)
@@ -292,7 +294,8 @@ def validate_upload(
     fields = _check_form_data(api, form_data)
     timeout_ms = _check_timeout(api, timeout)
     size = _check_upload_file(path)
-    filename = os.path.basename(path.rstrip(os.sep)) or "file"
+    bare = path.rstrip("/")
+    filename = bare[bare.rfind("/") + 1 :] or "file"  # os.path.basename, without its calls
     content_type = _content_type(filename)
     return Request(
         api=api,
@@ -317,7 +320,8 @@ def _check_target(target: str) -> None:
     Two access() calls when it can, and no exception: each system call lets the engine
     thread take the GIL. A trailing slash makes access() fail unless the path is a folder.
     """
-    folder = os.path.dirname(target)
+    folder = target[: target.rfind("/") + 1]  # os.path.dirname, without its calls
+    folder = folder.rstrip("/") or folder
     if len(target) < 512 and os.access(folder + "/", os.W_OK | os.X_OK):
         # folder is a writable folder; a short path stays short of PATH_MAX with the slash
         if os.access(target + "/", os.F_OK):
@@ -366,7 +370,9 @@ def validate_download(
     timeout_ms = _check_timeout(api, timeout)
     target: str | None = None
     if file_path is not None:
-        target = os.path.abspath(_check_path(api, "filePath", file_path))
+        target = _check_path(api, "filePath", file_path)
+        # os.path.abspath, which for an absolute path is normpath alone
+        target = os.path.normpath(target) if target[0] == "/" else os.path.abspath(target)
         _check_target(target)
     return Request(
         api=api,
