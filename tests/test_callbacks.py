@@ -213,6 +213,26 @@ def test_result_timeout_is_seconds_and_the_task_goes_on(tmp_path: Path, server: 
         assert task.done()
 
 
+def test_every_waiter_wakes_and_zero_or_less_only_looks(tmp_path: Path, server: Any) -> None:
+    with runtime(tmp_path) as rt:
+        task = rt.download_file(server.url + "/slow/2048?delay=0.2")
+        for timeout in (0, -1, 0.0):
+            with pytest.raises(TimeoutError):
+                task.result(timeout)
+        sizes: list[int] = []
+        waiters = [
+            threading.Thread(target=lambda: sizes.append(task.result(10).data_length))
+            for _ in range(4)
+        ]
+        for waiter in waiters:
+            waiter.start()
+        for waiter in waiters:
+            waiter.join(15)
+        assert sizes == [2048] * 4
+        assert task._wait_callbacks(0) and task._wait_callbacks(-1)
+        assert task.result(0).data_length == 2048
+
+
 def test_an_unseen_failure_is_logged_as_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 import wxtransfer
 from tests.helpers import leftovers, runtime
 from tests.servers.rawsock import RawServer, build_response, hang, reset, respond
+from wxtransfer._options import _PLAIN_URL, _check_url, _parse_url, validate_download
 from wxtransfer._transport import CURL_ERRORS, map_curl_error
 
 RawFactory = Callable[[Any], RawServer]
@@ -89,6 +90,36 @@ def test_unsupported_or_malformed_urls_are_invalid_url(tmp_path: Path, url: str)
     assert err.err_msg.startswith("downloadFile:fail invalid URL")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h:65535/",
+        "http://h:65536/",
+        "http://h:070000/",
+        "HTTP://H:/a?b#c",
+        "http://h/a b",
+        "http://h/a\x00",
+        "http://h\t/",
+        "http://:80/",
+        "http://[::1/",
+        "http://h:\u0661/",
+        "http\u017f://h/",
+        "https://a.b-c_d.0:443?q#f",
+        " http://h/",
+    ],
+)
+def test_a_plain_url_takes_the_quick_path_only_when_the_long_one_accepts_it(url: str) -> None:
+    try:
+        expected: str | None = _parse_url("downloadFile", url)
+    except wxtransfer.TransferError as exc:
+        expected = None
+        with pytest.raises(wxtransfer.TransferError) as raised:
+            _check_url("downloadFile", url)
+        assert raised.value.err_msg == exc.err_msg
+    assert _PLAIN_URL(url) is None or expected == url
+    assert expected is None or _check_url("downloadFile", url) == url
+
+
 def test_upload_file_problems(tmp_path: Path, raw_server: RawFactory) -> None:
     srv = raw_server(respond(build_response(200, b"x")))
     with runtime(tmp_path) as rt:
@@ -126,6 +157,32 @@ def test_download_into_a_missing_folder_fails_before_sending(
     assert err.err_msg.startswith("downloadFile:fail download save file error")
     assert onto_dir.errno == 603300
     assert srv.connections == 0
+
+
+def test_download_target_problems_say_which(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"x")
+    exe = tmp_path / "run.sh"
+    exe.write_bytes(b"#!/bin/sh\n")
+    exe.chmod(0o755)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "to-dir").symlink_to(tmp_path / "dir")
+    save = "downloadFile:fail download save file error:"
+    cases = {
+        tmp_path / "no" / "a.bin": f"{save} no such folder {tmp_path / 'no'}",
+        plain / "a.bin": f"{save} no such folder {plain}",
+        exe / "a.bin": f"{save} no such folder {exe}",
+        plain / "b" / "a.bin": f"{save} no such folder {plain / 'b'}",
+        tmp_path / "dir": f"{save} {tmp_path / 'dir'} is a directory",
+        tmp_path / "to-dir": f"{save} {tmp_path / 'to-dir'} is a directory",
+        tmp_path / "dir" / "..": f"{save} {tmp_path} is a directory",
+    }
+    for target, message in cases.items():
+        with pytest.raises(wxtransfer.FileError) as raised:
+            validate_download("http://127.0.0.1:9/", file_path=target)
+        assert (raised.value.errno, raised.value.err_msg) == (603300, message), target
+    for fine in (tmp_path / "new.bin", plain, tmp_path / "to-dir" / "a.bin"):
+        assert validate_download("http://127.0.0.1:9/", file_path=fine).target_path == str(fine)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere whatever the mode")

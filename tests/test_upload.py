@@ -166,3 +166,19 @@ def test_module_level_upload_uses_the_default_runtime(
     f = _file(tmp_path, "x.bin", 10)
     res = wxtransfer.upload_file(server.url + "/upload", str(f), "file").result(10)
     assert json.loads(res.data)["files"][0]["size"] == 10
+
+
+def test_content_type_is_what_mimetypes_guesses_for_the_whole_name(monkeypatch: Any) -> None:
+    import mimetypes
+
+    from wxtransfer import _options
+
+    names = ["a.png", "b.PNG", "c.tar.gz", "d.gz", "e.GZ", "f.tgz", "g.TGZ", "h.bin", ".png"]
+    names += ["i.tar.GZ", "j", "k.", "l:m.png", "data:text/x,n.png", "o.svgz", "p.tar", "q.Z"]
+    for name in names + names[::-1]:  # the second time round, from what was remembered
+        expected = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        assert _options._content_type(name) == expected, name
+    # an extension mimetypes learns later is seen at once
+    assert _options._content_type("r.wxtest") == "application/octet-stream"
+    monkeypatch.setitem(mimetypes.types_map, ".wxtest", "application/x-wxtest")
+    assert _options._content_type("r.wxtest") == "application/x-wxtest"

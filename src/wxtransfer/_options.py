@@ -9,6 +9,7 @@ import decimal
 import math
 import mimetypes
 import os
+import re
 import stat
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -72,7 +73,24 @@ def js_number(value: int | float) -> str:
     return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
 
+# http(s)://host[:port][/?#...] with nothing urlsplit could refuse and nothing we refuse:
+# such a URL passes every check below, so it needs no parsing. Explicit ASCII classes: a
+# case-insensitive or \d pattern would also match non-ASCII letters and digits.
+_PLAIN_URL = re.compile(
+    r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._-]+"
+    r"(?::(?:[0-9]{0,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?:[/?#][^\r\n\t\x00 ]*)?"
+).fullmatch
+
+
 def _check_url(api: Api, url: object) -> str:
+    if type(url) is str and _PLAIN_URL(url) is not None:  # the usual case, quickly
+        return url
+    return _parse_url(api, url)
+
+
+def _parse_url(api: Api, url: object) -> str:
+    """Check a URL the long way, saying what is wrong with it."""
     if url is None or url == "":
         raise _param_error(api, "url is required")
     if not isinstance(url, str):
@@ -132,13 +150,15 @@ def _check_headers(api: Api, header: object) -> list[tuple[str, str]]:
 def _check_form_data(api: Api, form_data: object) -> list[tuple[str, str]]:
     if form_data is None:
         return []
-    if not isinstance(form_data, Mapping):
+    if type(form_data) is not dict and not isinstance(form_data, Mapping):
         raise _param_error(api, f"formData should be a dict, not {type(form_data).__name__}")
     out: list[tuple[str, str]] = []
     for key, value in form_data.items():
         if not isinstance(key, str) or not key:
             raise _param_error(api, f"formData keys should be non-empty str, got {key!r}")
-        if isinstance(value, bool):
+        if type(value) is str:  # the usual case first
+            text = value
+        elif isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, int | float):
             text = js_number(value)
@@ -156,6 +176,8 @@ def _check_form_data(api: Api, form_data: object) -> list[tuple[str, str]]:
 def _check_timeout(api: Api, timeout: object) -> int | None:
     if timeout is None:
         return None
+    if type(timeout) is int and timeout >= 0:  # the usual case: already whole milliseconds
+        return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise _param_error(api, f"timeout should be a number of milliseconds, not {timeout!r}")
     if math.isnan(timeout) or timeout < 0:
@@ -166,10 +188,11 @@ def _check_timeout(api: Api, timeout: object) -> int | None:
 
 
 def _check_path(api: Api, what: str, value: object) -> str:
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, bytes):
-        value = os.fsdecode(value)
+    if type(value) is not str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, bytes):
+            value = os.fsdecode(value)
     if not isinstance(value, str) or not value:
         raise _param_error(api, f"{what} should be a non-empty path")
     if "\x00" in value:
@@ -185,8 +208,10 @@ def _check_flag(api: Api, what: str, value: object) -> bool:
     return value
 
 
-def check_callbacks(api: Api, **callbacks: object) -> None:
-    for what, fn in callbacks.items():
+def check_callbacks(api: Api, success: object, fail: object, complete: object) -> None:
+    if success is None and fail is None and complete is None:
+        return
+    for what, fn in (("success", success), ("fail", fail), ("complete", complete)):
         if fn is not None and not callable(fn):
             raise _param_error(api, f"{what} should be callable, not {type(fn).__name__}")
 
@@ -208,6 +233,41 @@ def _check_upload_file(path: str) -> int:
     if not os.access(path, os.R_OK):
         raise FileError(f"uploadFile:fail permission denied {path}", Errno.INVALID_ARGUMENT)
     return st.st_size
+
+
+# Content-Type by exact extension, for names whose extension alone decides guess_type's
+# answer; forgotten when mimetypes is set up again or gains an extension (a new type given
+# in place to an extension already seen is not noticed).
+_content_types: dict[str, str] = {}
+_content_types_of: tuple[object, int] = (None, 0)
+
+
+def _content_type(filename: str) -> str:
+    """``mimetypes.guess_type(filename)``'s type, or application/octet-stream."""
+    global _content_types_of
+    dot = filename.rfind(".")
+    # os.path.splitext's extension, without its cost when the name does not start with "."
+    ext = filename[dot:] if dot > 0 and filename[0] != "." else os.path.splitext(filename)[1]
+    types = mimetypes.types_map
+    if ":" not in filename and _content_types_of[0] is types and _content_types_of[1] == len(types):
+        known = _content_types.get(ext)
+        if known is not None:
+            return known
+    guessed = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    # Cacheable unless a URL-like "scheme:" prefix, a suffix alias (.tgz) or an encoding
+    # (.gz) makes more of the name count; the lists are read after guess_type set them up.
+    if not (
+        ":" in filename
+        or ext in mimetypes.encodings_map
+        or ext in mimetypes.suffix_map
+        or ext.lower() in mimetypes.suffix_map
+    ):
+        types = mimetypes.types_map
+        if _content_types_of[0] is not types or _content_types_of[1] != len(types):
+            _content_types.clear()
+            _content_types_of = (types, len(types))
+        _content_types[ext] = guessed
+    return guessed
 
 
 def validate_upload(
@@ -234,8 +294,9 @@ def validate_upload(
     fields = _check_form_data(api, form_data)
     timeout_ms = _check_timeout(api, timeout)
     size = _check_upload_file(path)
-    filename = os.path.basename(path.rstrip(os.sep)) or "file"
-    content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    bare = path.rstrip("/")
+    filename = bare[bare.rfind("/") + 1 :] or "file"  # os.path.basename, without its calls
+    content_type = _content_type(filename)
     return Request(
         api=api,
         url=checked_url,
@@ -250,6 +311,45 @@ def validate_upload(
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),
         enable_profile=enable_profile is None or _check_flag(api, "enableProfile", enable_profile),
+    )
+
+
+def _check_target(target: str) -> None:
+    """Raise unless ``target`` can be written: not a folder, in a writable folder.
+
+    Two access() calls when it can, and no exception: each system call lets the engine
+    thread take the GIL. A trailing slash makes access() fail unless the path is a folder.
+    """
+    folder = target[: target.rfind("/") + 1]  # os.path.dirname, without its calls
+    folder = folder.rstrip("/") or folder
+    if len(target) < 512 and os.access(folder + "/", os.W_OK | os.X_OK):
+        # folder is a writable folder; a short path stays short of PATH_MAX with the slash
+        if os.access(target + "/", os.F_OK):
+            raise _is_a_folder(target)
+        return
+    # Long, or not writable as it is: say why, in the order the checks have always had.
+    if os.path.isdir(target):
+        raise _is_a_folder(target)
+    if not os.path.isdir(folder):
+        raise _no_folder(folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileError(
+            f"downloadFile:fail permission denied can not open file {target}",
+            Errno.PERMISSION_DENIED,
+        )
+
+
+def _is_a_folder(target: str) -> FileError:
+    return FileError(
+        f"downloadFile:fail download save file error: {target} is a directory",
+        Errno.SAVE_FILE_ERROR,
+    )
+
+
+def _no_folder(folder: str) -> FileError:
+    return FileError(
+        f"downloadFile:fail download save file error: no such folder {folder}",
+        Errno.SAVE_FILE_ERROR,
     )
 
 
@@ -270,23 +370,10 @@ def validate_download(
     timeout_ms = _check_timeout(api, timeout)
     target: str | None = None
     if file_path is not None:
-        target = os.path.abspath(_check_path(api, "filePath", file_path))
-        folder = os.path.dirname(target)
-        if os.path.isdir(target):
-            raise FileError(
-                f"downloadFile:fail download save file error: {target} is a directory",
-                Errno.SAVE_FILE_ERROR,
-            )
-        if not os.path.isdir(folder):
-            raise FileError(
-                f"downloadFile:fail download save file error: no such folder {folder}",
-                Errno.SAVE_FILE_ERROR,
-            )
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise FileError(
-                f"downloadFile:fail permission denied can not open file {target}",
-                Errno.PERMISSION_DENIED,
-            )
+        target = _check_path(api, "filePath", file_path)
+        # os.path.abspath, which for an absolute path is normpath alone
+        target = os.path.normpath(target) if target[0] == "/" else os.path.abspath(target)
+        _check_target(target)
     return Request(
         api=api,
         url=checked_url,

@@ -143,13 +143,13 @@ class Runtime:
         task = UploadTask(
             "uploadFile",
             self._dispatcher_for_caller(),
-            **_callables(success=success, fail=fail, complete=complete),
+            success=success if callable(success) else None,
+            fail=fail if callable(fail) else None,
+            complete=complete if callable(complete) else None,
         )
-        callbacks = {"success": success, "fail": fail, "complete": complete}
-        self._start(
-            task,
-            callbacks,
-            lambda: validate_upload(
+        try:
+            check_callbacks("uploadFile", success, fail, complete)
+            request = validate_upload(
                 url,
                 file_path,
                 name,
@@ -159,8 +159,11 @@ class Runtime:
                 enable_http2=enable_http2,
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
-            ),
-        )
+            )
+        except TransferError as exc:
+            task._report_done(exc)
+            return task
+        self._start(task, request)
         return task
 
     def download_file(
@@ -185,13 +188,13 @@ class Runtime:
         task = DownloadTask(
             "downloadFile",
             self._dispatcher_for_caller(),
-            **_callables(success=success, fail=fail, complete=complete),
+            success=success if callable(success) else None,
+            fail=fail if callable(fail) else None,
+            complete=complete if callable(complete) else None,
         )
-        callbacks = {"success": success, "fail": fail, "complete": complete}
-        self._start(
-            task,
-            callbacks,
-            lambda: validate_download(
+        try:
+            check_callbacks("downloadFile", success, fail, complete)
+            request = validate_download(
                 url,
                 header=header,
                 file_path=file_path,
@@ -199,23 +202,36 @@ class Runtime:
                 enable_http2=enable_http2,
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
-            ),
-        )
-        return task
-
-    def _start(
-        self, task: Task[Any, Any], callbacks: Mapping[str, object], check: Callable[[], Request]
-    ) -> None:
-        """Check the call (and the rules), then hand it to the engine; or fail the task."""
-        try:
-            check_callbacks(task._api, **callbacks)
-            request = check()
-            if self._rules is not None:  # refused here: nothing is sent
-                self._rules.admit(request)
+            )
         except TransferError as exc:
             task._report_done(exc)
+            return task
+        self._start(task, request)
+        return task
+
+    def _start(self, task: Task[Any, Any], request: Request) -> None:
+        """Apply the rules to a checked call, then hand it to the engine; or fail the task."""
+        if self._rules is not None:  # refused here: nothing is sent
+            try:
+                self._rules.admit(request)
+            except TransferError as exc:
+                task._report_done(exc)
+                return
+        with self._lock:
+            if self._closed:
+                engine = None
+            else:
+                if self._engine is None:
+                    self._engine = self._make_engine()
+                engine = self._engine
+                self._tasks.add(task)
+                task._runtime_tasks = self._tasks  # it leaves the set once its callbacks ran
+        if engine is None:
+            task._report_done(
+                AbortError(f"{request.api}:fail abort: the runtime is closed", Errno.ABORT)
+            )
             return
-        self._submit(request, task)
+        engine.submit(request, task)
 
     def _refused(self, api: Api, error: TransferError) -> UploadTask | DownloadTask:
         """A task already failed with ``error``: for calls refused before any checking."""
@@ -225,28 +241,10 @@ class Runtime:
         return task
 
     def _dispatcher_for_caller(self) -> Dispatcher:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = asyncio._get_running_loop()  # None outside a loop, without raising
+        if loop is None:
             return self._dispatcher
         return LoopDispatcher(loop, self._dispatcher)
-
-    def _submit(self, request: Request, task: Task[Any, Any]) -> None:
-        with self._lock:
-            if self._closed:
-                engine = None
-            else:
-                if self._engine is None:
-                    self._engine = self._make_engine()
-                engine = self._engine
-                self._tasks.add(task)
-        if engine is None:
-            task._report_done(
-                AbortError(f"{request.api}:fail abort: the runtime is closed", Errno.ABORT)
-            )
-            return
-        task._add_done_callback(lambda: self._tasks.discard(task))
-        engine.submit(request, task)
 
     def _make_engine(self) -> Engine:
         ca = _system_ca_bundle()
@@ -353,10 +351,6 @@ class Runtime:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Runtime {state}, {len(self._tasks)} tasks>"
-
-
-def _callables(**callbacks: Any) -> dict[str, Any]:
-    return {k: (v if callable(v) else None) for k, v in callbacks.items()}
 
 
 _live_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()

@@ -71,8 +71,12 @@ class Task(Generic[R, P]):
         self._headers = _Channel()
         self._outcome: R | TransferError | None = None
         self._finished = False  # success/fail has been dispatched
-        self._callbacks_done = threading.Event()
+        # An Event costs a Condition per task; most tasks are never waited on, so each
+        # waiter brings a held lock of its own, released when the callbacks are done.
+        self._callbacks_done = False
+        self._waiters: list[threading.Lock] | None = None
         self._done_callbacks: list[Callable[[], object]] = []
+        self._runtime_tasks: set[Task[Any, Any]] | None = None  # the runtime's, while it runs
         self._abort_requested = False
         self._unobserved = False
 
@@ -129,7 +133,7 @@ class Task(Generic[R, P]):
         the task goes on. Returns once ``success``/``fail`` and ``complete`` have run.
         """
         if not self._dispatcher.is_current():
-            if not self._callbacks_done.wait(timeout):
+            if not self._wait_callbacks(timeout):
                 raise builtins.TimeoutError(f"{self._api} task not done after {timeout} s")
         elif self._outcome is None:
             raise RuntimeError(
@@ -287,21 +291,47 @@ class Task(Generic[R, P]):
         if self._complete is not None:
             _call(self._complete, outcome)
         with self._lock:
-            self._callbacks_done.set()
+            self._callbacks_done = True
+            for waiter in self._waiters or ():
+                waiter.release()
+            self._waiters = None
             callbacks, self._done_callbacks = self._done_callbacks, []
+            tasks, self._runtime_tasks = self._runtime_tasks, None
+        if tasks is not None:
+            tasks.discard(self)
         for cb in callbacks:
             run_callback(cb)
 
     def _add_done_callback(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once callbacks are done: at once if they are, else on the dispatcher."""
         with self._lock:
-            if not self._callbacks_done.is_set():
+            if not self._callbacks_done:
                 self._done_callbacks.append(fn)
                 return
         fn()
 
     def _wait_callbacks(self, timeout: float | None) -> bool:
-        return self._callbacks_done.wait(timeout)
+        """Wait up to ``timeout`` seconds (None: for ever) for the callbacks to be done."""
+        if self._callbacks_done:
+            return True
+        if timeout is not None and not timeout > 0:  # like Event.wait: only look
+            return self._callbacks_done
+        waiter = threading.Lock()
+        waiter.acquire()
+        with self._lock:
+            if self._callbacks_done:
+                return True
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+        if waiter.acquire(True, -1 if timeout is None else timeout):
+            return True
+        with self._lock:  # timed out: unless the callbacks just finished, stop waiting
+            if self._callbacks_done:
+                return True
+            if self._waiters is not None:
+                self._waiters.remove(waiter)
+            return False
 
     def __del__(self) -> None:
         if self._unobserved:
