@@ -465,14 +465,7 @@ class Transfer:
         output = self.output
         if output is None or self.redirecting or self.config.rules is not None:
             return self._on_body_checked(data)
-        error = output.write(data)  # the usual case, once per 16 KiB: keep it short
-        if error is not None:
-            self.error = error
-            return -1
-        self.written += len(data)
-        if self.written >= self.next_event:
-            self._progress_due()
-        return None
+        return self._keep(output, data)  # the usual case, once per 16 KiB: keep it short
 
     def _on_body_checked(self, data: bytes) -> int | None:
         if self.redirecting:
@@ -491,7 +484,11 @@ class Transfer:
                 self.error = exc
                 return -1
         assert self.output is not None
-        error = self.output.write(data)
+        return self._keep(self.output, data)
+
+    def _keep(self, output: Output, data: bytes) -> int | None:
+        """Hand the bytes to the file; count them for progress."""
+        error = output.write(data)
         if error is not None:
             self.error = error
             return -1
