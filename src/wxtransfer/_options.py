@@ -40,7 +40,7 @@ class Request:
     filename: str | None = None
     content_type: str | None = None
     form_data: list[tuple[str, str]] = field(default_factory=list)
-    file_size: int = -1  # as checked; -1: unknown
+    file_size: int = -1  # the upload file's size when it was checked
     # download
     target_path: str | None = None
     # both

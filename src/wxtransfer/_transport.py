@@ -227,7 +227,6 @@ class Transfer:
         "error",
         "expected",
         "final",
-        "final_path",
         "head",
         "head_parsed",
         "headers",
@@ -281,7 +280,6 @@ class Transfer:
         # the body
         self.body: list[bytes] = []
         self.output: Output | None = None  # a download's file, from the end of its head
-        self.final_path = ""
         self.written = 0
         self.expected = 0
         self.last_percent = -1
@@ -366,7 +364,7 @@ class Transfer:
         r = self.request
         c = self.curl
         assert r.file_path is not None and r.name is not None and r.filename is not None
-        size = r.file_size if r.file_size >= 0 else os.path.getsize(r.file_path)
+        size = r.file_size  # as validate_upload found it
         if size <= _SMALL_UPLOAD:
             data = self._read_small_file(r.file_path)
             if data is not None:
@@ -551,7 +549,9 @@ class Transfer:
         elif isinstance(outcome, TransferError):
             output.discard(lambda: report(outcome))
         else:
-            final = self.final_path
+            assert isinstance(outcome, DownloadFileResult)  # only downloads have a file
+            final = outcome.file_path or outcome.temp_file_path
+            assert final is not None
             output.finish(final, lambda error: report(outcome if error is None else error))
 
     # ---- the end of a hop ------------------------------------------------------------
@@ -610,20 +610,19 @@ class Transfer:
         total = self.expected or self.written
         if self.last_bytes != self.written or self.last_percent != 100:
             self._download_event(100, total)
-        if self.request.target_path is not None:
-            self.final_path = self.request.target_path
-        else:
+        temp_file: str | None = None
+        if self.request.target_path is None:
             try:
                 folder = self.config.temp_dir()
             except OSError as exc:
                 raise save_error(exc, "temp folder") from None
             ext = _extension(self.url, self._header("content-type"))
-            self.final_path = os.path.join(folder, secrets.token_hex(8) + ext)
+            temp_file = os.path.join(folder, secrets.token_hex(8) + ext)
         return DownloadFileResult(
             status_code=self.status,
             header=header,
             data_length=self.written,
-            temp_file_path=None if self.request.target_path else self.final_path,
+            temp_file_path=temp_file,
             file_path=self.request.target_path,
             profile=profile,
         )
