@@ -1,8 +1,10 @@
 """The engine: one thread per runtime that owns a CurlMulti and every easy handle.
 
 libcurl handles are not thread-safe, so nothing else touches them: other threads post
-commands to a queue and write a byte to a wake-up pipe. The loop is libcurl's socket
-interface (``socket_action``) driven by epoll, as tornado's curl_httpclient does.
+commands to a queue and write a byte to a wake-up pipe. The loop is ``perform()`` on every
+handle at once, then ``poll()`` on the sockets ``fdset()`` names plus the pipe: with a few
+transfers in flight that is one C call per wake-up where the socket interface
+(``socket_action``) costs a Python callback per socket change and a call per ready socket.
 Uploads and downloads each have their own limit of transfers in flight; the rest wait in
 order and start as others end.
 """
@@ -16,7 +18,6 @@ import os
 import queue
 import select
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,13 +32,11 @@ __all__ = ["Engine"]
 
 logger = logging.getLogger("wxtransfer")
 
-_EVENTS = {
-    pycurl.POLL_IN: select.EPOLLIN,
-    pycurl.POLL_OUT: select.EPOLLOUT,
-    pycurl.POLL_INOUT: select.EPOLLIN | select.EPOLLOUT,
-}
-_NOT_IN = ~select.EPOLLIN  # out, error or hang-up: let libcurl try to write
-_NOT_OUT = ~select.EPOLLOUT  # in, error or hang-up: let libcurl try to read
+_IN = select.POLLIN | select.POLLPRI
+_OUT = select.POLLOUT
+# A wait with transfers in flight but no socket to watch (libcurl is busy with something it
+# cannot name in an fd_set, such as a socket numbered past FD_SETSIZE) is cut to this.
+_BLIND_WAIT_MS = 10
 
 
 class Engine:
@@ -59,17 +58,14 @@ class Engine:
         os.set_blocking(self._wake_w, False)
         self._closing = False
         self._woken = False
-        self._finished_some = False
         self._closed = threading.Event()
         self._lock = threading.Lock()
         # engine-thread state
-        self._epoll = select.epoll()
-        self._epoll.register(self._wake_r, select.EPOLLIN)
-        self._fds: dict[int, int] = {}
-        self._timer_deadline: float | None = None
+        self._poll = select.poll()  # no kernel state: a reused socket number is never stale
+        self._poll.register(self._wake_r, select.POLLIN)
+        self._fds: dict[int, int] = {}  # socket -> events, as registered in _poll
+        self._added = False  # a handle was added since the last perform()
         self._multi = pycurl.CurlMulti()
-        self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
-        self._multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
         self._templates = {api: new_template(config, api) for api in ("uploadFile", "downloadFile")}
         self._writer = Writer(name=f"{name}-files")
         self._waiting: dict[Api, collections.deque[Transfer]] = {
@@ -127,30 +123,19 @@ class Engine:
 
     def _run(self) -> None:
         wake_r = self._wake_r
-        poll = self._epoll.poll
+        poll = self._poll.poll
         try:
-            while not self._closed.is_set():
-                timeout = -1.0
-                if self._timer_deadline is not None:
-                    timeout = max(0.0, self._timer_deadline - time.monotonic())
-                for fd, mask in poll(timeout):
+            while True:
+                self._perform()
+                if self._added:  # a finished transfer made room for the next: start it
+                    continue
+                wait = self._watch()
+                for fd, _ in poll(wait):
                     if fd == wake_r:
                         self._drain_commands()
                         if self._closed.is_set():
                             return
-                        continue
-                    flags = 0
-                    if mask & _NOT_OUT:
-                        flags |= pycurl.CSELECT_IN
-                    if mask & _NOT_IN:
-                        flags |= pycurl.CSELECT_OUT
-                    self._socket_action(fd, flags)
-                if self._timer_deadline is not None and time.monotonic() >= self._timer_deadline:
-                    self._timer_deadline = None
-                    self._socket_action(pycurl.SOCKET_TIMEOUT, 0)
-                if self._finished_some:
-                    self._finished_some = False
-                    self._collect()
+                        break
         except BaseException:  # pragma: no cover - a bug; fail every task rather than hang
             logger.exception("wxtransfer engine crashed")
             with contextlib.suppress(BaseException):
@@ -160,7 +145,7 @@ class Engine:
 
     def _drain_commands(self) -> None:
         # Empty the pipe first, then re-arm: a byte written after this point wakes the
-        # next select, and a command posted before it is in the queue read below.
+        # next poll, and a command posted before it is in the queue read below.
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 4096):
                 pass
@@ -173,36 +158,44 @@ class Engine:
                 return
             command()
 
-    def _socket_action(self, fd: int, flags: int) -> None:
+    def _perform(self) -> None:
+        """Let libcurl move every transfer on, then settle the ones that ended."""
+        self._added = False
+        if not self._by_handle:
+            return
+        multi = self._multi
         while True:
-            ret, running = self._multi.socket_action(fd, flags)
+            ret, running = multi.perform()
             if ret != pycurl.E_CALL_MULTI_PERFORM:
                 break
-        if running < len(self._by_handle):  # some transfer ended: read its message
-            self._finished_some = True
+        if running < len(self._by_handle):
+            self._collect()
 
-    def _on_socket(self, event: int, fd: int, multi: Any, data: Any) -> None:
-        if event == pycurl.POLL_REMOVE:
-            if self._fds.pop(fd, None) is not None:
-                with contextlib.suppress(OSError):  # closed already: epoll dropped it
-                    self._epoll.unregister(fd)
-            return
-        mask = _EVENTS[event]
-        if self._fds.get(fd) == mask:
-            return
-        try:
-            if fd in self._fds:
-                self._epoll.modify(fd, mask)
-            else:
-                self._epoll.register(fd, mask)
-        except FileExistsError:  # a new socket on a number we still had
-            self._epoll.modify(fd, mask)
-        except FileNotFoundError:  # the old socket of that number was closed
-            self._epoll.register(fd, mask)
-        self._fds[fd] = mask
-
-    def _on_timer(self, timeout_ms: int) -> None:
-        self._timer_deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
+    def _watch(self) -> int:
+        """Register the sockets libcurl waits on; the poll timeout in ms (-1: none)."""
+        if not self._by_handle:
+            if self._fds:
+                for fd in self._fds:
+                    self._poll.unregister(fd)
+                self._fds = {}
+            return -1
+        readers, writers, _ = self._multi.fdset()
+        want = dict.fromkeys(readers, _IN)
+        for fd in writers:
+            want[fd] = want.get(fd, 0) | _OUT
+        fds = self._fds
+        if want != fds:
+            register = self._poll.register
+            for fd in fds.keys() - want.keys():
+                self._poll.unregister(fd)
+            for fd, events in want.items():
+                if fds.get(fd) != events:
+                    register(fd, events)  # registering again modifies
+            self._fds = want
+        wait: int = self._multi.timeout()
+        if not want and (wait < 0 or wait > _BLIND_WAIT_MS):
+            wait = _BLIND_WAIT_MS
+        return wait
 
     def _start(self, request: Request, task: Any) -> None:
         gone = self._closed.is_set() or (
@@ -226,6 +219,7 @@ class Engine:
                 transfer.start(self._timeouts[api])
                 self._by_handle[transfer.curl] = transfer
                 self._multi.add_handle(transfer.curl)
+                self._added = True
             except pycurl.error as exc:
                 self._finish(transfer, transfer.failure(exc.args[0], str(exc.args[-1])))
             except TransferError as exc:
@@ -263,6 +257,7 @@ class Engine:
             if target is not None:
                 transfer.prepare_hop()
                 self._multi.add_handle(transfer.curl)
+                self._added = True
                 return
             outcome: Any = transfer.result()
         except TransferError as exc:
@@ -307,7 +302,6 @@ class Engine:
         self._multi.close()
         for template in self._templates.values():
             template.close()
-        self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
         self._closed.set()
