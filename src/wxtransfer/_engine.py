@@ -26,6 +26,7 @@ import pycurl
 from ._errors import AbortError, Errno, TransferError
 from ._options import Api, Request
 from ._output import Writer
+from ._task import hold_wakeups, release_wakeups
 from ._transport import Transfer, TransportConfig, new_template
 
 __all__ = ["Engine"]
@@ -124,12 +125,14 @@ class Engine:
     def _run(self) -> None:
         wake_r = self._wake_r
         poll = self._poll.poll
+        hold_wakeups()
         try:
             while True:
                 self._perform()
                 if self._added:  # a finished transfer made room for the next: start it
                     continue
                 wait = self._watch()
+                release_wakeups()  # callers waiting on a result run while we wait here
                 for fd, _ in poll(wait):
                     if fd == wake_r:
                         self._drain_commands()
@@ -142,6 +145,8 @@ class Engine:
                 self._abort_everything()
             self._closed.set()
             raise
+        finally:
+            release_wakeups()
 
     def _drain_commands(self) -> None:
         # Empty the pipe first, then re-arm: a byte written after this point wakes the
@@ -164,6 +169,7 @@ class Engine:
         if not self._by_handle:
             return
         multi = self._multi
+        release_wakeups()  # perform() lets go of the GIL: a woken caller runs beside it
         while True:
             ret, running = multi.perform()
             if ret != pycurl.E_CALL_MULTI_PERFORM:

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 
 from ._errors import Errno, FileError
+from ._task import hold_wakeups, release_wakeups
 
 __all__ = ["Output", "Writer", "save_error"]
 
@@ -33,6 +34,7 @@ _BATCH_CHUNKS = 512  # and at most this many chunks (writev takes up to IOV_MAX 
 _MAX_QUEUED = 8 << 20  # bytes handed to the writer and not yet written
 _PART_NAMES = itertools.count(1)
 _SMALL_BODY = 256 << 10  # announced sizes up to this are written in one job at the end
+_SMALL_WRITE = 64 << 10  # finished downloads wait no longer than writes up to this size
 _PREALLOCATE_MIN = 1 << 20  # announced sizes from which the file's blocks are reserved first
 
 Job = Callable[[], None]
@@ -102,11 +104,25 @@ class Writer:
             thread.join(timeout)
 
     def _run(self) -> None:
+        hold_wakeups()  # downloads end here: wake their callers when the queue runs dry
+        try:
+            self._run_jobs()
+        finally:
+            release_wakeups()
+
+    def _run_jobs(self) -> None:
+        jobs = self._queue
         while True:
-            item = self._queue.get()
+            try:
+                item = jobs.get_nowait()
+            except queue.Empty:
+                release_wakeups()
+                item = jobs.get()
             if item is None:
                 return
             job, size = item
+            if size > _SMALL_WRITE:  # a long write: wake who is done first
+                release_wakeups()
             try:
                 job()
             except Exception:  # pragma: no cover - a bug; the job's own errors are reported

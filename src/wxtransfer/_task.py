@@ -28,13 +28,39 @@ from ._results import (
 if TYPE_CHECKING:
     from ._engine import Engine
 
-__all__ = ["DownloadTask", "Task", "UploadTask"]
+__all__ = ["DownloadTask", "Task", "UploadTask", "hold_wakeups", "release_wakeups"]
 
 logger = logging.getLogger("wxtransfer")
 
 R = TypeVar("R", UploadFileResult, DownloadFileResult)
 P = TypeVar("P", UploadProgress, DownloadProgress)
 Listener = Callable[[Any], object]
+
+
+class _Wakeups(threading.local):
+    held: list[threading.Lock] | None = None
+
+
+_wakeups = _Wakeups()
+
+
+def hold_wakeups() -> None:
+    """Make this thread's finished tasks wake their waiters only at ``release_wakeups()``.
+
+    The engine and the writer call it once: a waiter woken in the middle of their work
+    would only contend with them for the GIL. They release just before they block or
+    call into C, where the woken caller can run at once.
+    """
+    _wakeups.held = []
+
+
+def release_wakeups() -> None:
+    """Wake the waiters held on this thread (see ``hold_wakeups``)."""
+    held = _wakeups.held
+    if held:
+        _wakeups.held = []
+        for waiter in held:
+            waiter.release()
 
 
 class _Channel:
@@ -292,11 +318,16 @@ class Task(Generic[R, P]):
             _call(self._complete, outcome)
         with self._lock:
             self._callbacks_done = True
-            for waiter in self._waiters or ():
-                waiter.release()
-            self._waiters = None
+            waiters, self._waiters = self._waiters, None
             callbacks, self._done_callbacks = self._done_callbacks, []
             tasks, self._runtime_tasks = self._runtime_tasks, None
+        if waiters:
+            held = _wakeups.held
+            if held is None:
+                for waiter in waiters:
+                    waiter.release()
+            else:
+                held += waiters
         if tasks is not None:
             tasks.discard(self)
         for cb in callbacks:
