@@ -58,7 +58,8 @@ class Engine:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closing = False
-        self._woken = False
+        self._woken = False  # a byte is in the pipe, or about to be
+        self._sleeping = False  # the loop is in poll(), or about to be
         self._closed = threading.Event()
         self._lock = threading.Lock()
         # engine-thread state
@@ -112,9 +113,10 @@ class Engine:
         self._wake()
 
     def _wake(self) -> None:
-        # One byte in the pipe is enough to wake the loop; the drain takes every command.
+        # Only a loop asleep in poll() needs the pipe: a busy one looks at the queue before
+        # it sleeps. One byte is enough; the drain takes every command.
         with self._lock:
-            if self._woken:
+            if self._woken or not self._sleeping:
                 return
             self._woken = True
         with contextlib.suppress(BlockingIOError, OSError):
@@ -125,19 +127,32 @@ class Engine:
     def _run(self) -> None:
         wake_r = self._wake_r
         poll = self._poll.poll
+        commands = self._commands
         hold_wakeups()
         try:
             while True:
+                if not commands.empty():
+                    self._drain_commands()
+                    if self._closed.is_set():
+                        return
                 self._perform()
                 if self._added:  # a finished transfer made room for the next: start it
                     continue
                 wait = self._watch()
                 release_wakeups()  # callers waiting on a result run while we wait here
-                for fd, _ in poll(wait):
+                with self._lock:
+                    if commands.empty():
+                        self._sleeping = True
+                    else:
+                        wait = 0
+                events = poll(wait)
+                with self._lock:
+                    self._sleeping = self._woken = False
+                for fd, _ in events:
                     if fd == wake_r:
-                        self._drain_commands()
-                        if self._closed.is_set():
-                            return
+                        with contextlib.suppress(BlockingIOError):
+                            while os.read(wake_r, 4096):
+                                pass
                         break
         except BaseException:  # pragma: no cover - a bug; fail every task rather than hang
             logger.exception("wxtransfer engine crashed")
@@ -149,13 +164,6 @@ class Engine:
             release_wakeups()
 
     def _drain_commands(self) -> None:
-        # Empty the pipe first, then re-arm: a byte written after this point wakes the
-        # next poll, and a command posted before it is in the queue read below.
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 4096):
-                pass
-        with self._lock:
-            self._woken = False
         while True:
             try:
                 command = self._commands.get_nowait()
