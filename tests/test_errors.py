@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,13 @@ import pytest
 import wxtransfer
 from tests.helpers import leftovers, runtime
 from tests.servers.rawsock import RawServer, build_response, hang, reset, respond
-from wxtransfer._options import _PLAIN_URL, _check_url, _parse_url, validate_download
+from wxtransfer._options import (
+    _PLAIN_URL,
+    _check_upload_file,
+    _check_url,
+    _parse_url,
+    validate_download,
+)
 from wxtransfer._transport import CURL_ERRORS, map_curl_error
 
 RawFactory = Callable[[Any], RawServer]
@@ -142,6 +150,59 @@ def test_unreadable_upload_file_is_permission_denied(tmp_path: Path) -> None:
     with runtime(tmp_path) as rt:
         err = _fail(rt.upload_file("http://127.0.0.1:9/", f, "file"))
     assert err.err_msg == f"uploadFile:fail permission denied {f}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a check as another user")
+def test_upload_file_readability_follows_the_owner_class_as_another_user() -> None:
+    """Checked as ``nobody`` (a forked child): the mode bits decide where they can."""
+    pwd = pytest.importorskip("pwd")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    cases = {
+        "open.bin": (0o644, 0),
+        "root-only.bin": (0o600, 0),
+        "own-no-owner-read.bin": (0o044, nobody.pw_uid),
+        "own.bin": (0o400, nobody.pw_uid),
+    }
+    folder = Path(tempfile.mkdtemp())
+    try:
+        folder.chmod(0o755)
+        for name, (mode, uid) in cases.items():
+            f = folder / name
+            f.write_bytes(b"x")
+            os.chown(f, uid, -1)
+            f.chmod(mode)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                seen = []
+                for name in cases:
+                    try:
+                        _check_upload_file(str(folder / name))
+                        seen.append(f"{name} read")
+                    except wxtransfer.FileError as exc:
+                        seen.append(f"{name} {exc.err_msg.split(' ', 2)[1]}")
+                os.write(w, "\n".join(seen).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as pipe:
+            out = pipe.read().splitlines()
+        os.waitpid(pid, 0)
+    finally:
+        shutil.rmtree(folder)
+    assert out == [
+        "open.bin read",
+        "root-only.bin permission",
+        "own-no-owner-read.bin permission",
+        "own.bin read",
+    ]
 
 
 def test_download_into_a_missing_folder_fails_before_sending(
