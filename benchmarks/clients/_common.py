@@ -54,6 +54,11 @@ class Args:
         """Source paths for S2."""
         return [self.target / small_name(i) for i in range(self.count)]
 
+    def small_upload_bytes(self) -> int:
+        """Bytes of file S2 sends: the small files all have one size, so one stat() tells
+        (a stat per file would time the file system, not the tool)."""
+        return self.count * (self.target / small_name(0)).stat().st_size
+
 
 @dataclass
 class Progress:

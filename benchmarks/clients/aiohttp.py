@@ -61,7 +61,7 @@ async def arun(args: Args, prog: Progress | None) -> int:
             await asyncio.gather(*(get(u, o) for u, o in args.small_urls()))
             return args.count * args.size
         await asyncio.gather(*(post(p) for p in args.small_files()))
-        return sum(p.stat().st_size for p in args.small_files())
+        return args.small_upload_bytes()
 
 
 def run(args: Args, prog: Progress | None) -> int:

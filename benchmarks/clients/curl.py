@@ -69,7 +69,7 @@ def verify(args: Args, stdout: str) -> int:
         for i in range(args.count):
             check_file(args.target / small_name(i), args.size)
         return args.count * args.size
-    return sum(p.stat().st_size for p in args.small_files())
+    return args.small_upload_bytes()
 
 
 def version() -> str:

@@ -62,7 +62,7 @@ async def many(args: Args) -> int:
             await asyncio.gather(*(get(client, u, o) for u, o in args.small_urls()))
             return args.count * args.size
         await asyncio.gather(*(post(client, p) for p in args.small_files()))
-        return sum(p.stat().st_size for p in args.small_files())
+        return args.small_upload_bytes()
 
 
 def run(args: Args, prog: Progress | None) -> int:

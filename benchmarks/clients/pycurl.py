@@ -127,7 +127,7 @@ def many(args: Args, upload_: bool) -> int:
         if active:
             m.select(1.0)
     check(done == args.count, f"{done} of {args.count} transfers")
-    return done * (args.size if not upload_ else args.small_files()[0].stat().st_size)
+    return args.small_upload_bytes() if upload_ else done * args.size
 
 
 def run(args: Args, prog: Progress | None) -> int:

@@ -58,7 +58,7 @@ def run(args: Args, prog: Progress | None) -> int:
                 fut.result()
         if args.scenario == "S1":
             return args.count * args.size
-        return sum(p.stat().st_size for p in args.small_files())
+        return args.small_upload_bytes()
 
 
 if __name__ == "__main__":

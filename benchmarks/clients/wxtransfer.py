@@ -71,7 +71,7 @@ def many(args: Args) -> int:
         for task in tasks:
             res = task.result()
             check_upload(res.status_code, res.data)
-        return sum(p.stat().st_size for p in files)
+        return args.small_upload_bytes()
 
 
 def run(args: Args, prog: Progress | None) -> int:
