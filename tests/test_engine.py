@@ -1,5 +1,6 @@
-"""The engine loop: libcurl's sockets are watched through ``fdset()``, which cannot name a
-socket numbered at or past FD_SETSIZE (1024). Such transfers must still finish."""
+"""The engine and writer threads: libcurl's sockets are watched through ``fdset()``, which
+cannot name a socket numbered at or past FD_SETSIZE (1024), yet such transfers must finish;
+outcomes reported on the writer thread wake their waiters soon, not when it runs dry."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import hashlib
 import json
 import os
 import resource
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,10 @@ import pytest
 import wxtransfer
 from tests.servers.app import pattern
 from tests.servers.threaded import ServerThread
+from wxtransfer import DownloadFileResult
+from wxtransfer._dispatch import ThreadDispatcher
+from wxtransfer._output import Writer
+from wxtransfer._task import DownloadTask
 
 FD_SETSIZE = 1024
 
@@ -62,3 +69,37 @@ def test_transfers_on_sockets_past_fd_setsize(
         report = json.loads(up.result(timeout=20).data)
         (field,) = report["files"]
         assert field["sha256"] == hashlib.sha256(pattern(100_000)).hexdigest()
+
+
+def test_writer_wakes_a_waiter_within_a_few_jobs_not_when_its_queue_runs_dry() -> None:
+    """A download's outcome is reported on the writer thread; its waiter must not wait for
+    every job queued behind it. The last job here ends early only if the waiter got its
+    result while that job was still queued (else it waits out its 10 s)."""
+    writer = Writer(name="test-writer")
+    task = DownloadTask("downloadFile", ThreadDispatcher())
+    outcome = DownloadFileResult(status_code=200, header={}, data_length=0, file_path="x")
+    got: list[DownloadFileResult] = []
+    gate = threading.Event()
+    gate_opened_in_time: list[bool] = []
+
+    def wait() -> None:
+        got.append(task.result())
+        gate.set()
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    for _ in range(500):  # until result() is blocked on its lock
+        if task._waiters:
+            break
+        time.sleep(0.01)
+    assert task._waiters
+    try:
+        writer.submit(lambda: task._report_done(outcome))
+        for _ in range(20):
+            writer.submit(lambda: None)
+        writer.submit(lambda: gate_opened_in_time.append(gate.wait(10)))
+    finally:
+        writer.close(15)
+    waiter.join(5)
+    assert got == [outcome]
+    assert gate_opened_in_time == [True]

@@ -35,6 +35,7 @@ _MAX_QUEUED = 8 << 20  # bytes handed to the writer and not yet written
 _PART_NAMES = itertools.count(1)
 _SMALL_BODY = 256 << 10  # announced sizes up to this are written in one job at the end
 _SMALL_WRITE = 64 << 10  # finished downloads wait no longer than writes up to this size
+_JOBS_PER_RELEASE = 8  # and than this many jobs
 _PREALLOCATE_MIN = 1 << 20  # announced sizes from which the file's blocks are reserved first
 
 Job = Callable[[], None]
@@ -112,17 +113,22 @@ class Writer:
 
     def _run_jobs(self) -> None:
         jobs = self._queue
+        since_release = 0
         while True:
             try:
                 item = jobs.get_nowait()
             except queue.Empty:
                 release_wakeups()
+                since_release = 0
                 item = jobs.get()
             if item is None:
                 return
             job, size = item
-            if size > _SMALL_WRITE:  # a long write: wake who is done first
+            since_release += 1
+            # Wake who is done before a long write, and after a few short jobs at most.
+            if size > _SMALL_WRITE or since_release > _JOBS_PER_RELEASE:
                 release_wakeups()
+                since_release = 0
             try:
                 job()
             except Exception:  # pragma: no cover - a bug; the job's own errors are reported
