@@ -311,7 +311,7 @@ def local_check(a: Args) -> None:
 
 def run_one(rnd: int, scen: Scenario, tool: str, ng: Nginx, data: Data) -> RunResult:
     """Run and check one (scenario, tool) pair."""
-    # A fresh folder per run, deleted only at the end (see delete_outputs): on ext4 mounted
+    # A fresh folder per run, deleted only when main() ends (D1's at once): on ext4 mounted
     # with `discard`, as here, creating files in the ~25 s after deleting many costs some
     # 600 µs of kernel CPU each instead of 30, and S1 would measure that.
     run_dir = data.outdir / f"{scen.name}-{rnd}-{tool}"

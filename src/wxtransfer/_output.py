@@ -105,7 +105,7 @@ class Writer:
             thread.join(timeout)
 
     def _run(self) -> None:
-        hold_wakeups()  # downloads end here: wake their callers when the queue runs dry
+        hold_wakeups()  # downloads end here: their callers are woken as _run_jobs says
         try:
             self._run_jobs()
         finally:
