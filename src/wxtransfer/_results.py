@@ -2,19 +2,106 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, overload
 
 __all__ = [
     "DownloadFileResult",
     "DownloadProgress",
     "FileInfo",
+    "Headers",
     "HeadersReceived",
     "SavedFileInfo",
     "UploadFileResult",
     "UploadProgress",
 ]
+
+_T = TypeVar("_T")
+
+
+class Headers(Mapping[str, str]):
+    """Response headers: read-only; names as the server sent them, looked up in any case.
+
+    Iteration, ``dict(h)`` and ``repr`` show the server's spelling; ``h["content-type"]``,
+    ``h.get("CONTENT-TYPE")`` and ``"content-type" in h`` ignore case. A name sent more than
+    once (in any case) is one entry, under its first spelling, with the values joined by
+    ``", "`` in the order they came. Equal to any mapping with the same names in any case and
+    the same values (values are compared exactly), as ``httpx.Headers`` is.
+    """
+
+    __slots__ = ("_items", "_lower")
+
+    _items: dict[str, str]  # the server's names -> value
+    _lower: dict[str, str]  # lower-case names -> value: a lookup is one lower() and one hash
+
+    def __init__(self, headers: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        items: dict[str, str] = {}
+        lower: dict[str, str] = {}
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in pairs:
+            key = name.lower()
+            if key in lower:  # a repeat, which is rare: find the first spelling
+                first = next(n for n in items if n.lower() == key)
+                items[first] = lower[key] = f"{lower[key]}, {value}"
+            else:
+                items[name] = lower[key] = value
+        self._items = items
+        self._lower = lower
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return self._lower[name.lower()]
+        except (KeyError, AttributeError):
+            raise KeyError(name) from None
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str, /) -> str: ...
+    @overload
+    def get(self, name: str, default: _T, /) -> str | _T: ...
+    def get(self, name: str, default: object = None, /) -> object:
+        return self._lower.get(name.lower(), default) if isinstance(name, str) else default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._lower
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # read-only views of the server's names, without a lookup per item
+    def keys(self) -> KeysView[str]:
+        return self._items.keys()
+
+    def items(self) -> ItemsView[str, str]:
+        return self._items.items()
+
+    def values(self) -> ValuesView[str]:
+        return self._items.values()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._lower == other._lower
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        lowered = {}
+        for name, value in other.items():
+            if not isinstance(name, str):
+                return False
+            lowered[name.lower()] = value
+        return len(lowered) == len(other) and lowered == self._lower
+
+    __hash__ = None  # type: ignore[assignment]  # equal to dicts, which are not hashable
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Headers, (self._items,))
 
 
 class _PlatformMapping(Mapping[str, Any]):
@@ -41,8 +128,17 @@ class _PlatformMapping(Mapping[str, Any]):
         return len(self._present())
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict with the platform's keys, as the JavaScript API would hand it over."""
-        return dict(self.items())
+        """A plain dict with the platform's keys, as the JavaScript API would hand it over.
+
+        ``header`` becomes a plain dict too (the server's names), so ``json.dumps`` takes it.
+        """
+        return {k: dict(v) if isinstance(v, Headers) else v for k, v in self.items()}
+
+
+def _headers(obj: Any) -> None:
+    """``__post_init__``: a ``header`` given as a plain mapping becomes :class:`Headers`."""
+    if not isinstance(obj.header, Headers):
+        object.__setattr__(obj, "header", Headers(obj.header))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -77,9 +173,12 @@ class DownloadProgress(_PlatformMapping):
 class HeadersReceived(_PlatformMapping):
     """The final response's headers, delivered before any download progress and success."""
 
-    header: dict[str, str]
+    header: Mapping[str, str]  # a Headers (any mapping given is turned into one)
     status_code: int
     _keys: ClassVar[dict[str, str]] = {"header": "header", "statusCode": "status_code"}
+
+    def __post_init__(self) -> None:
+        _headers(self)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -88,7 +187,7 @@ class UploadFileResult(_PlatformMapping):
 
     data: str
     status_code: int
-    header: dict[str, str]
+    header: Mapping[str, str]  # a Headers (any mapping given is turned into one)
     profile: dict[str, Any] | None = None
     err_msg: str = "uploadFile:ok"
     _keys: ClassVar[dict[str, str]] = {
@@ -99,13 +198,16 @@ class UploadFileResult(_PlatformMapping):
         "errMsg": "err_msg",
     }
 
+    def __post_init__(self) -> None:
+        _headers(self)
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class DownloadFileResult(_PlatformMapping):
     """What ``success`` receives for a download; ``temp_file_path`` xor ``file_path`` is set."""
 
     status_code: int
-    header: dict[str, str]
+    header: Mapping[str, str]  # a Headers (any mapping given is turned into one)
     data_length: int
     temp_file_path: str | None = None
     file_path: str | None = None
@@ -120,6 +222,9 @@ class DownloadFileResult(_PlatformMapping):
         "profile": "profile",
         "errMsg": "err_msg",
     }
+
+    def __post_init__(self) -> None:
+        _headers(self)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -32,13 +32,22 @@ from ._output import Output, Writer, save_error
 from ._results import (
     DownloadFileResult,
     DownloadProgress,
+    Headers,
     HeadersReceived,
     UploadFileResult,
     UploadProgress,
 )
 from ._rules import WeChatRules, configure_tls, explain_failure
 
-__all__ = ["CURL_ERRORS", "Transfer", "TransportConfig", "map_curl_error", "new_template"]
+__all__ = [
+    "ANSWER_ERRORS",
+    "CHUNKED_ERRORS",
+    "CURL_ERRORS",
+    "Transfer",
+    "TransportConfig",
+    "map_curl_error",
+    "new_template",
+]
 
 # CURLOPT_MIME_OPTIONS (pycurl has no name for it). 0 keeps libcurl's percent-escaping of
 # names, as browsers do (" -> %22, CR/LF -> %0D%0A); CURLMIMEOPT_FORMESCAPE would switch to
@@ -54,6 +63,7 @@ _DOWNLOAD_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _UPLOAD_REDIRECTS = frozenset({307, 308})
 _PRIVATE_HEADERS = frozenset({"authorization", "cookie"})
 _PROTOCOLS = {1: "http1.0", 2: "http1.1", 3: "h2", 30: "h3"}
+_NO_HEADERS = Headers()  # immutable: every hop starts with this one
 
 # libcurl result code -> (error class, errno, reason). The one place libcurl's errors are
 # translated; tests/test_errors.py fails when a code we can meet is missing.
@@ -98,9 +108,42 @@ CURL_ERRORS: dict[int, tuple[type[TransferError], int, str]] = {
 }
 
 
-def map_curl_error(api: str, code: int, detail: str = "") -> TransferError:
-    """Turn a libcurl result code into the platform's errMsg and errno."""
-    cls, errno, reason = CURL_ERRORS.get(
+# Codes with another cause once a server has answered. libcurl's code 1 is a scheme it lacks
+# (caught before any request: _options.py, next_hop) or an answer that is not HTTP/1.x:
+# "Received HTTP/0.9 when not allowed" (an SSH banner), "Unsupported HTTP/1 subversion in
+# response" (HTTP/1.7). The request was sent and may have been acted on: interrupted, as an
+# empty (52) or weird (8) reply, not "cannot connect".
+ANSWER_ERRORS: dict[int, tuple[type[TransferError], int, str]] = {
+    1: (NetworkError, Errno.INTERRUPTED, "the server's answer is not HTTP"),
+}
+# Codes with another cause when the response body is chunked: 18 is the connection closing
+# before the last (0) chunk, not a Content-Length cut; 56 with a message naming the chunks
+# ("chunk hex-length char not a hex digit: 0x7a", "Malformed encoding found in
+# chunked-encoding") is a bad chunk framing, not a reset.
+CHUNKED_ERRORS: dict[int, tuple[type[TransferError], int, str]] = {
+    18: (
+        NetworkError,
+        Errno.INTERRUPTED,
+        "the connection closed before the end of the chunked body",
+    ),
+    56: (NetworkError, Errno.INTERRUPTED, "malformed chunked body from the server"),
+}
+
+
+def map_curl_error(
+    api: str, code: int, detail: str = "", *, answered: bool = False, chunked: bool = False
+) -> TransferError:
+    """Turn a libcurl result code into the platform's errMsg and errno.
+
+    ``answered``: a connection was made and the request sent (:data:`ANSWER_ERRORS`);
+    ``chunked``: the response being received is chunked (:data:`CHUNKED_ERRORS`).
+    """
+    row = None
+    if answered:
+        row = ANSWER_ERRORS.get(code)
+    if chunked and (code != 56 or "chunk" in detail.lower()):
+        row = CHUNKED_ERRORS.get(code, row)
+    cls, errno, reason = row or CURL_ERRORS.get(
         code, (NetworkError, Errno.UNKNOWN_NETWORK, f"network error (curl {code})")
     )
     message = f"{api}:fail {reason}"
@@ -274,7 +317,7 @@ class Transfer:
         self.lines: list[bytes] = []
         self.head_parsed = 0  # how many of ``lines`` ``head`` was parsed from
         self.status = 0
-        self.head: dict[str, str] = {}
+        self.head = _NO_HEADERS
         self.redirecting = False
         self.final = False  # the final response's head has ended (not a 1xx, not a redirect)
         # the body
@@ -304,7 +347,7 @@ class Transfer:
         self.lines = []
         self.head_parsed = 0
         self.status = 0
-        self.head = {}
+        self.head = _NO_HEADERS
         self.redirecting = False
         self.final = False
         c.setopt(pycurl.URL, self.url)
@@ -415,17 +458,15 @@ class Transfer:
                 break
         parts = lines[start].split(None, 2) if lines else []
         self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        head: dict[str, str] = {}
+        pairs = []
         for raw in lines[start + 1 :]:
             name, sep, value = raw.decode("latin-1").partition(":")
             if sep:
-                name, value = name.strip(), value.strip()
-                old = head.get(name)
-                head[name] = value if old is None else f"{old}, {value}"
-        self.head = head
+                pairs.append((name.strip(), value.strip()))
+        self.head = Headers(pairs)  # repeats joined by ", ", as Headers documents
         self.head_parsed = len(lines)
         follow = _DOWNLOAD_REDIRECTS if self.api == "downloadFile" else _UPLOAD_REDIRECTS
-        self.redirecting = self.status in follow and self._header("location") is not None
+        self.redirecting = self.status in follow and "location" in self.head
 
     def _end_of_head(self) -> bool:
         """A head has ended. If it is the final response's, report it and, for a download,
@@ -435,7 +476,7 @@ class Transfer:
         if 100 <= self.status < 200 or self.redirecting:
             return True
         self.final = True
-        self.task._report_headers(HeadersReceived(dict(self.head), self.status))
+        self.task._report_headers(HeadersReceived(self.head, self.status))
         if self.api != "downloadFile":
             return True
         self.expected = self._content_length()
@@ -524,17 +565,15 @@ class Transfer:
 
     # ---- files -----------------------------------------------------------------------
 
-    def _header(self, name: str) -> str | None:
-        for key, value in self.head.items():
-            if key.lower() == name:
-                return value
-        return None
-
     def _content_length(self) -> int:
-        value = self._header("content-length")
-        if value and value.strip().isdigit() and self._header("transfer-encoding") is None:
+        value = self.head.get("content-length")
+        if value and value.strip().isdigit() and "transfer-encoding" not in self.head:
             return int(value)
         return 0
+
+    def _chunked(self) -> bool:
+        """The response being received has a chunked body."""
+        return "chunked" in self.head.get("transfer-encoding", "").lower()
 
     def close(self) -> None:
         """Free the easy handle (the file, if any, is ``settle``'s)."""
@@ -591,7 +630,7 @@ class Transfer:
     def result(self) -> UploadFileResult | DownloadFileResult:
         """Build the success result of the final hop (the file is moved into place here)."""
         profile = self.profile() if self.request.enable_profile else None
-        header = dict(self.head)
+        header = self.head
         if self.api == "uploadFile":
             ultotal = int(self.curl.getinfo(pycurl.SIZE_UPLOAD_T))
             if ultotal and self.last_bytes != ultotal:
@@ -616,7 +655,7 @@ class Transfer:
                 folder = self.config.temp_dir()
             except OSError as exc:
                 raise save_error(exc, "temp folder") from None
-            ext = _extension(self.url, self._header("content-type"))
+            ext = _extension(self.url, self.head.get("content-type"))
             temp_file = os.path.join(folder, secrets.token_hex(8) + ext)
         return DownloadFileResult(
             status_code=self.status,
@@ -630,7 +669,11 @@ class Transfer:
     def failure(self, code: int, detail: str) -> TransferError:
         if self.error is not None:
             return self.error
-        error = map_curl_error(self.api, code, detail)
+        answered = False
+        if code in ANSWER_ERRORS:  # libcurl resets these for each hop
+            info = self.curl.getinfo
+            answered = bool(info(pycurl.REQUEST_SIZE) or info(pycurl.PRIMARY_IP))
+        error = map_curl_error(self.api, code, detail, answered=answered, chunked=self._chunked())
         if self.config.rules is not None:
             error = explain_failure(error, code)
         return error
@@ -646,7 +689,16 @@ class Transfer:
         connect_end = (t0 + info(pycurl.CONNECT_TIME_T)) / 1000
         lookup_end = (t0 + info(pycurl.NAMELOOKUP_TIME_T)) / 1000
         total = info(pycurl.TOTAL_TIME_T)
-        sent = info(pycurl.SIZE_UPLOAD_T) + info(pycurl.REQUEST_SIZE)
+        # Each byte of the final hop's request once, head and body: a body re-sent after a
+        # 307/308 counts once, like the other fields, which describe the final hop only.
+        # libcurl's REQUEST_SIZE counts every byte it sends for the hop, head and body (8.23
+        # here, checked by tests/test_wire_answers.py against what a server receives); older
+        # libcurls counted only the first send (the head, with a small body in it), so a body
+        # streamed after it (then larger than REQUEST_SIZE) is added.
+        sent = info(pycurl.REQUEST_SIZE)
+        body_sent = info(pycurl.SIZE_UPLOAD_T)
+        if body_sent > sent:
+            sent += body_sent
         received = info(pycurl.SIZE_DOWNLOAD_T) + info(pycurl.HEADER_SIZE)
         body = sent if self.api == "uploadFile" else received
         return {
