@@ -23,11 +23,15 @@ def runtime(tmp_path: Path, **options: Any) -> Iterator[wxtransfer.Runtime]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Every file under ``folder`` (recursively), as relative paths."""
+    """Every file under ``folder`` (recursively), as relative paths; not the lock file a
+    live runtime holds in its temp folder (``wxtransfer-*/.lock``)."""
     if not folder.exists():
         return []
     return sorted(
-        os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs
+        os.path.relpath(os.path.join(d, f), folder)
+        for d, _, fs in os.walk(folder)
+        for f in fs
+        if not (f == ".lock" and os.path.basename(d).startswith("wxtransfer-"))
     )
 
 

@@ -24,6 +24,7 @@ EXPORTED = [
     "SavedFileInfo",
     "Task",
     "TimeoutError",
+    "TimeoutUnitWarning",
     "TransferError",
     "UploadFileResult",
     "UploadProgress",
@@ -36,6 +37,7 @@ EXPORTED = [
     "get_saved_file_list",
     "remove_saved_file",
     "save_file",
+    "set_default_runtime",
     "upload_file",
     "wx",
 ]

@@ -20,6 +20,7 @@ from ._errors import (
     TimeoutError,
     TransferError,
 )
+from ._options import TimeoutUnitWarning
 from ._results import (
     DownloadFileResult,
     DownloadProgress,
@@ -30,7 +31,7 @@ from ._results import (
     UploadProgress,
 )
 from ._rules import WeChatRules
-from ._runtime import Runtime, __version__, default_runtime
+from ._runtime import Runtime, __version__, default_runtime, set_default_runtime
 from ._task import DownloadTask, Task, UploadTask
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "SavedFileInfo",
     "Task",
     "TimeoutError",
+    "TimeoutUnitWarning",
     "TransferError",
     "UploadFileResult",
     "UploadProgress",
@@ -61,6 +63,7 @@ __all__ = [
     "get_saved_file_list",
     "remove_saved_file",
     "save_file",
+    "set_default_runtime",
     "upload_file",
     "wx",
 ]

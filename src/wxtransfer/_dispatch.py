@@ -11,6 +11,7 @@ import collections
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 __all__ = ["Dispatcher", "LoopDispatcher", "ThreadDispatcher", "run_callback"]
@@ -35,6 +36,18 @@ class Dispatcher:
     def is_current(self) -> bool:
         """Whether the caller is running on this dispatcher right now."""
         raise NotImplementedError
+
+    def runs_here(self) -> bool:
+        """Whether what is scheduled would run on the caller's thread, once it lets go: a
+        blocking wait there would wait on itself."""
+        return False
+
+    def run_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Run what is scheduled, here, until ``done()``; False when ``timeout`` runs out."""
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """Tell a ``run_until`` that ``done()`` may have changed."""
 
 
 class ThreadDispatcher(Dispatcher):
@@ -91,10 +104,13 @@ class LoopDispatcher(Dispatcher):
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._draining: int | None = None  # the thread running a callable right now
+        self._here: threading.Condition | None = None  # a run_until waiting for items
 
     def call(self, fn: Callable[[], object]) -> None:
         with self._lock:
             self._items.append(fn)
+            if self._here is not None:
+                self._here.notify()
         if self._loop.is_running():
             try:
                 self._loop.call_soon_threadsafe(self._drain)
@@ -116,6 +132,40 @@ class LoopDispatcher(Dispatcher):
                     del fn
             finally:
                 self._draining = None
+
+    def runs_here(self) -> bool:
+        return asyncio._get_running_loop() is self._loop
+
+    def run_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Drain the queue on this thread (the loop's, blocked in a synchronous wait) until
+        ``done()``: the loop cannot run what it was sent, so the waiter runs it, in order."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        here = threading.Condition(self._lock)
+        with self._lock:
+            outer, self._here = self._here, here
+        try:
+            while True:
+                self._drain()
+                with self._lock:
+                    if done():
+                        return True
+                    if self._items:
+                        continue
+                    if deadline is None:
+                        here.wait()
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        here.wait(remaining)
+        finally:
+            with self._lock:
+                self._here = outer
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._here is not None:
+                self._here.notify()
 
     def loop_alive(self) -> bool:
         """Whether the loop can still run what is scheduled on it."""

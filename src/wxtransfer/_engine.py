@@ -58,6 +58,7 @@ class Engine:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closing = False
+        self._stopped = False  # the loop takes no more commands: they run on the caller
         self._woken = False  # a byte is in the pipe, or about to be
         self._sleeping = False  # the loop is in poll(), or about to be
         self._closed = threading.Event()
@@ -84,9 +85,12 @@ class Engine:
 
     def submit(self, request: Request, task: Any) -> None:
         """Queue a checked request; its outcome reaches ``task._report_done``."""
-        self._post(lambda: self._start(request, task))
+        if not self._post(lambda: self._start(request, task)):
+            task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
 
     def abort(self, task: Any) -> None:
+        """Abort ``task`` on the engine thread. Once the loop has stopped there is nothing
+        to do: shutting down reported every transfer it had as aborted."""
         self._post(lambda: self._abort(task))
 
     def close(self, timeout: float | None = 10) -> None:
@@ -102,15 +106,19 @@ class Engine:
         if threading.current_thread() is not self._thread:
             self._closed.wait(timeout)
 
-    def _post(self, command: Callable[[], None]) -> None:
+    def _post(self, command: Callable[[], None]) -> bool:
+        """Queue ``command`` for the engine thread; False once the loop takes no more.
+
+        Commands only ever run on the engine thread, closing or not: the loop drains every
+        command queued before it stops, so none is lost and none touches libcurl's handles
+        from another thread.
+        """
         with self._lock:
-            closing = self._closing
-            if not closing:
-                self._commands.put(command)
-        if closing:
-            command()  # the engine is gone: _start/_abort report the task as aborted
-            return
+            if self._stopped:
+                return False
+            self._commands.put(command)
         self._wake()
+        return True
 
     def _wake(self) -> None:
         # Only a loop asleep in poll() needs the pipe: a busy one looks at the queue before
@@ -156,8 +164,11 @@ class Engine:
                         break
         except BaseException:  # pragma: no cover - a bug; fail every task rather than hang
             logger.exception("wxtransfer engine crashed")
+            with self._lock:
+                self._stopped = True
             with contextlib.suppress(BaseException):
                 self._abort_everything()
+                self._drain_commands()
             self._closed.set()
             raise
         finally:
@@ -212,10 +223,7 @@ class Engine:
         return wait
 
     def _start(self, request: Request, task: Any) -> None:
-        gone = self._closed.is_set() or (
-            self._closing and threading.current_thread() is not self._thread
-        )
-        if gone or not task._attach(self):  # closed, or abort() came first
+        if self._closing or not task._attach(self):  # closing, or abort() came first
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
             return
         handle = self._templates[request.api].duphandle()
@@ -311,6 +319,9 @@ class Engine:
         transfer.settle(AbortError(f"{transfer.api}:fail abort", Errno.ABORT))
 
     def _shutdown(self) -> None:
+        with self._lock:
+            self._stopped = True  # from here on submit() and abort() answer for themselves
+        self._drain_commands()  # what came before: starts report abort, aborts find nothing
         self._abort_everything()
         self._writer.close()  # every file finished or removed, every outcome reported
         self._multi.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno as errno_codes
 import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -22,10 +23,17 @@ from pathlib import Path
 
 import platformdirs
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: no lock, no sweep
+    fcntl = None  # type: ignore[assignment]
+
 from ._errors import Errno, FileError, InvalidArgumentError
 from ._results import FileInfo, SavedFileInfo
 
-__all__ = ["SavedFileStore", "TempFolder", "default_home"]
+__all__ = ["SavedFileStore", "TempFolder", "default_home", "sweep_abandoned"]
+
+logger = logging.getLogger("wxtransfer")
 
 _DIGESTS = ("md5", "sha1", "sha256")
 
@@ -59,12 +67,79 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+_TEMP_PREFIX = "wxtransfer-"
+_LOCK_NAME = ".lock"  # held (flock) by the process that owns the folder, while it runs
+_swept: set[str] = set()  # parents already swept by this process
+_swept_lock = threading.Lock()
+
+
+def _hold_lock(folder: str) -> int:
+    """Create ``folder``'s lock file already locked, and return its descriptor.
+
+    The lock is taken under another name, then renamed into place: a sweeper never sees
+    ``.lock`` unlocked while its owner is alive.
+    """
+    staging = os.path.join(folder, _LOCK_NAME + ".new")
+    fd = os.open(staging, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(staging, os.path.join(folder, _LOCK_NAME))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def sweep_abandoned(parent: str) -> list[str]:
+    """Remove the temp folders in ``parent`` whose process no longer runs; return them.
+
+    A folder belongs to a live process while that process holds the flock on its lock
+    file (a lock dies with its process, so a reused PID cannot fool it). Folders without
+    a lock file (being made, or made by another program) are left alone.
+    """
+    removed: list[str] = []
+    if fcntl is None:
+        return removed
+    uid = os.geteuid()
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(_TEMP_PREFIX):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != uid:
+                continue
+            fd = os.open(
+                os.path.join(entry.path, _LOCK_NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its process runs
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+        finally:
+            os.close(fd)
+    return removed
+
+
 class TempFolder:
-    """One owner-only folder of temp files, made on first use."""
+    """One owner-only folder of temp files, made on first use.
+
+    The process holds a lock on it while it runs; the first folder made in a parent
+    folder removes the ones that dead processes left there (SIGKILL, power loss).
+    """
 
     def __init__(self, parent: str | None = None) -> None:
         self._parent = parent
         self._path: str | None = None
+        self._lock_fd = -1
         self._lock = threading.Lock()
 
     def path(self) -> str:
@@ -72,8 +147,40 @@ class TempFolder:
             if self._path is None:
                 if self._parent is not None:
                     os.makedirs(self._parent, exist_ok=True)
-                self._path = tempfile.mkdtemp(prefix="wxtransfer-", dir=self._parent)
+                parent = self._parent if self._parent is not None else tempfile.gettempdir()
+                path = tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=parent)
+                if fcntl is not None:
+                    try:
+                        self._lock_fd = _hold_lock(path)
+                    except OSError:
+                        shutil.rmtree(path, ignore_errors=True)
+                        raise
+                self._path = path
+                self._sweep_once(parent)
             return self._path
+
+    @staticmethod
+    def _sweep_once(parent: str) -> None:
+        key = os.path.realpath(parent)
+        with _swept_lock:
+            if key in _swept:
+                return
+            _swept.add(key)
+        removed = sweep_abandoned(parent)
+        if removed:
+            logger.info("removed %d temp folder(s) of processes that ended", len(removed))
+
+    def forked(self) -> TempFolder:
+        """This folder as a forked child sees it: the parent's; the child makes its own.
+
+        The child lets go of its copy of the lock descriptor (the parent's lock stays).
+        """
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # close, never unlock: the lock is the parent's
+            self._lock_fd = -1
+        self._path = None
+        return TempFolder(self._parent)
 
     def contains(self, path: str) -> bool:
         with self._lock:
@@ -86,8 +193,11 @@ class TempFolder:
     def cleanup(self) -> None:
         with self._lock:
             root, self._path = self._path, None
+            lock_fd, self._lock_fd = self._lock_fd, -1
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
+        if lock_fd >= 0:
+            os.close(lock_fd)
 
 
 class SavedFileStore:
@@ -97,6 +207,10 @@ class SavedFileStore:
         self.root = root
         self._temp = temp
         self.quota_bytes = quota_bytes
+
+    def adopt_temp(self, temp: TempFolder) -> None:
+        """Save from ``temp`` from now on (a forked child's own folder)."""
+        self._temp = temp
 
     def _ensure_root(self) -> str:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
@@ -151,14 +265,16 @@ class SavedFileStore:
             if exc.errno != errno_codes.EXDEV:
                 raise
             part = os.path.join(folder, f".{os.path.basename(target)}.{secrets.token_hex(4)}.part")
-            with open(source, "rb") as src, open(part, "xb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.fsync(dst.fileno())
+            dst = open(part, "xb")  # closed by the with below
             try:
+                with open(source, "rb") as src, dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                    dst.flush()
+                    os.fsync(dst.fileno())
                 os.link(part, target)
-            finally:
-                os.unlink(part)
+            finally:  # copied and linked, or failed (a full disk): the part goes either way
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part)
         with open(target, "rb") as f:
             os.fsync(f.fileno())
         _fsync_dir(folder)

@@ -11,14 +11,23 @@ import mimetypes
 import os
 import re
 import stat
+import sys
 import urllib.parse
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._errors import Errno, FileError, InvalidArgumentError
 
-__all__ = ["Api", "Request", "js_number", "validate_download", "validate_upload"]
+__all__ = [
+    "Api",
+    "Request",
+    "TimeoutUnitWarning",
+    "js_number",
+    "validate_download",
+    "validate_upload",
+]
 
 Api = Literal["uploadFile", "downloadFile"]
 Callback = Callable[[Any], Any]
@@ -173,10 +182,39 @@ def _check_form_data(api: Api, form_data: object) -> list[tuple[str, str]]:
     return out
 
 
+class TimeoutUnitWarning(UserWarning):
+    """A ``timeout`` so short it was most likely meant in seconds (it is milliseconds)."""
+
+
+_SHORT_TIMEOUT_MS = 100
+_warned_short_timeout = False
+
+
+def _warn_short_timeout(timeout: float) -> None:
+    """Say once per process that ``timeout`` is in milliseconds: ``timeout=30`` fails a
+    transfer after 30 ms, which is rarely what the caller meant."""
+    global _warned_short_timeout
+    if _warned_short_timeout:
+        return
+    _warned_short_timeout = True
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("wxtransfer"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(
+        f"timeout={timeout!r} is in milliseconds, as on the platform: the transfer may take "
+        f"{timeout!r} ms. For {timeout!r} seconds, pass timeout={timeout * 1000!r}. "
+        "(This warning is shown once.)",
+        TimeoutUnitWarning,
+        stacklevel=level,
+    )
+
+
 def _check_timeout(api: Api, timeout: object) -> int | None:
     if timeout is None:
         return None
     if type(timeout) is int and timeout >= 0:  # the usual case: already whole milliseconds
+        if 0 < timeout < _SHORT_TIMEOUT_MS and not _warned_short_timeout:
+            _warn_short_timeout(timeout)
         return timeout
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise _param_error(api, f"timeout should be a number of milliseconds, not {timeout!r}")
@@ -184,6 +222,8 @@ def _check_timeout(api: Api, timeout: object) -> int | None:
         raise _param_error(api, f"timeout should be >= 0 milliseconds, got {timeout!r}")
     if math.isinf(timeout):
         return 0
+    if 0 < timeout < _SHORT_TIMEOUT_MS:
+        _warn_short_timeout(timeout)
     return max(1, math.ceil(timeout)) if timeout else 0
 
 

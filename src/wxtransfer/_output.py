@@ -52,11 +52,16 @@ def save_error(exc: OSError, path: str) -> FileError:
     return FileError(f"downloadFile:fail download save file error: {reason}", Errno.SAVE_FILE_ERROR)
 
 
+_FALLOC_FL_KEEP_SIZE = 1
+
+
 @functools.cache
 def _fallocate() -> Callable[[int, int], int] | None:
-    """Linux ``fallocate(fd, 0, 0, size)`` (returns 0 or an errno), or None where there is
-    none. Not ``os.posix_fallocate``: on a file system without fallocate, glibc emulates it
-    by writing every block, which costs more than it saves."""
+    """Linux ``fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, size)`` (returns 0 or an errno), or
+    None where there is none. The blocks are reserved but the file's size stays the bytes
+    written, so a process killed mid-download never leaves a file at its full announced
+    size. Not ``os.posix_fallocate``: on a file system without fallocate, glibc emulates
+    it by writing every block, which costs more than it saves."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -67,7 +72,7 @@ def _fallocate() -> Callable[[int, int], int] | None:
     fn.restype = ctypes.c_int
 
     def call(fd: int, size: int) -> int:
-        return 0 if fn(fd, 0, 0, size) == 0 else ctypes.get_errno()
+        return 0 if fn(fd, _FALLOC_FL_KEEP_SIZE, 0, size) == 0 else ctypes.get_errno()
 
     return call
 
@@ -169,7 +174,7 @@ class Output:
         self.target = target
         self.temp_dir = temp_dir
         self.expected = expected  # the announced size; 0: unknown
-        self.reserved = 0  # bytes fallocate reserved (the file's size until truncated)
+        self.reserved = 0  # bytes fallocate reserved past the end of what is written
         self.written = 0  # bytes the writer wrote
         self.fd = -1
         self.path: str | None = None
@@ -296,8 +301,8 @@ class Output:
         if error is None:
             fd, self.fd = self.fd, -1
             try:
-                if self.reserved and self.written != self.reserved:
-                    os.ftruncate(fd, self.written)  # fewer bytes than announced (e.g. a 304)
+                if self.reserved and self.written < self.reserved:
+                    os.ftruncate(fd, self.written)  # give back the blocks reserved past it
                 os.close(fd)
                 assert self.path is not None
                 os.replace(self.path, final)

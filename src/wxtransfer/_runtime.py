@@ -8,7 +8,10 @@ closes: its temp files are removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -27,7 +30,7 @@ from ._rules import WeChatRules
 from ._task import DownloadTask, Task, UploadTask
 from ._transport import TransportConfig
 
-__all__ = ["Runtime", "default_runtime"]
+__all__ = ["Runtime", "default_runtime", "set_default_runtime"]
 
 __version__ = "0.1.0"
 DEFAULT_TIMEOUT_MS = 60000
@@ -336,6 +339,25 @@ class Runtime:
     def closed(self) -> bool:
         return self._closed
 
+    def _after_fork_in_child(self) -> None:
+        """Start afresh in a forked child: the parent's threads are not here.
+
+        The parent's engine (its libcurl handles and sockets, shared with the parent) is
+        kept but never touched or freed here, so nothing is sent or closed on the
+        parent's connections; its tasks end as aborted without callbacks (the parent
+        runs those); its temp folder stays the parent's, and the child makes its own.
+        """
+        self._lock = threading.Lock()
+        if self._engine is not None:
+            _parents_engines.append(self._engine)
+            self._engine = None
+        self._dispatcher = ThreadDispatcher()
+        for task in self._tasks:
+            task._orphan("the transfer belongs to the parent process")
+        self._tasks = set()
+        self._temp = self._temp.forked()
+        self._store.adopt_temp(self._temp)
+
     def __enter__(self) -> Runtime:
         return self
 
@@ -356,6 +378,7 @@ class Runtime:
 _live_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
 _default: Runtime | None = None
 _default_lock = threading.Lock()
+_parents_engines: list[Engine] = []  # in a forked child: kept, never used nor freed
 
 
 def default_runtime() -> Runtime:
@@ -367,14 +390,63 @@ def default_runtime() -> Runtime:
         return _default
 
 
+def set_default_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Make ``runtime`` the one behind the module functions and the ``wx`` face.
+
+    Returns the runtime it replaces (None if none was made yet); that one is not closed.
+    ``None`` goes back to a default runtime made on next use.
+    """
+    global _default
+    if runtime is not None:
+        if not isinstance(runtime, Runtime):
+            raise TypeError(f"runtime should be a wxtransfer.Runtime, not {type(runtime).__name__}")
+        if runtime.closed:
+            raise ValueError("runtime is closed: a closed runtime cannot be the default")
+    with _default_lock:
+        previous, _default = _default, runtime
+    return previous
+
+
+def _interrupted() -> bool:
+    """Whether the program is ending on a KeyboardInterrupt nobody caught (Ctrl-C).
+
+    The interpreter keeps the uncaught exception in ``sys.last_exc`` (3.12) or
+    ``sys.last_value`` before it runs the exit hooks.
+    """
+    last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    return isinstance(last, KeyboardInterrupt)
+
+
 def _at_exit() -> None:
-    """Let running tasks finish and their callbacks run, then close every runtime."""
+    """Let running tasks finish and their callbacks run, then close every runtime.
+
+    After Ctrl-C (an uncaught KeyboardInterrupt, or one while waiting here) nothing is
+    waited for: every runtime is closed at once, which aborts its transfers and removes
+    their files. A second Ctrl-C does not cut that short.
+    """
+    interrupted = _interrupted()
     for runtime in list(_live_runtimes):
-        try:
-            runtime.wait_idle()
-        except KeyboardInterrupt:
-            pass
+        if not interrupted:
+            try:
+                runtime.wait_idle()
+            except KeyboardInterrupt:
+                interrupted = True
+        if interrupted:
+            _ignore_sigint()
         runtime.close()
+
+
+def _ignore_sigint() -> None:
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _after_fork_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()  # another thread may have held it at the fork
+    for runtime in list(_live_runtimes):
+        runtime._after_fork_in_child()
 
 
 def _register_at_exit() -> None:
@@ -390,3 +462,5 @@ def _register_at_exit() -> None:
 
 
 _register_at_exit()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

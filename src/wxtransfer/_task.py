@@ -158,8 +158,15 @@ class Task(Generic[R, P]):
         ``timeout`` is in seconds; when it runs out, builtin ``TimeoutError`` is raised and
         the task goes on. Returns once ``success``/``fail`` and ``complete`` have run.
         """
-        if not self._dispatcher.is_current():
-            if not self._wait_callbacks(timeout):
+        dispatcher = self._dispatcher
+        if not dispatcher.is_current():
+            if dispatcher.runs_here():  # e.g. a Jupyter cell: the loop is this thread
+                if not self._callbacks_done:
+                    self._add_done_callback(dispatcher.wake)
+                waited = dispatcher.run_until(lambda: self._callbacks_done, timeout)
+            else:
+                waited = self._wait_callbacks(timeout)
+            if not waited:
                 raise builtins.TimeoutError(f"{self._api} task not done after {timeout} s")
         elif self._outcome is None:
             raise RuntimeError(
@@ -183,6 +190,11 @@ class Task(Generic[R, P]):
 
     def __await__(self) -> Generator[Any, None, R]:
         return self._wait_async().__await__()
+
+    async def wait(self) -> R:
+        """Wait for the outcome in asyncio, like ``await task``, as a coroutine: for
+        ``asyncio.create_task(task.wait())``, ``asyncio.wait_for`` and the like."""
+        return await self._wait_async()
 
     async def _wait_async(self) -> R:
         loop = asyncio.get_running_loop()
@@ -216,6 +228,20 @@ class Task(Generic[R, P]):
         return f"<{type(self).__name__} {self._api} {state}>"
 
     # ---- engine side -------------------------------------------------------------------
+
+    def _orphan(self, reason: str) -> None:
+        """In a forked child: the transfer runs in the parent, which runs its callbacks.
+        Here it ends as aborted, silently, so a wait on it returns instead of hanging."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        if self._outcome is None:
+            error = AbortError(f"{self._api}:fail abort: {reason}", Errno.ABORT)
+            error.__traceback__ = None
+            self._outcome = error
+        self._finished = self._callbacks_done = True
+        self._waiters = None
+        self._done_callbacks = []
+        self._runtime_tasks = None
+        self._unobserved = False
 
     def _attach(self, engine: Engine) -> bool:
         """Bind to the engine; False when abort() already ran."""
