@@ -490,3 +490,18 @@ def test_a_timeout_under_100_ms_warns_once_naming_the_unit(
     assert "timeout=30 is in milliseconds" in err
     assert "timeout=30000" in err
     assert "<string>:4" in err  # points at the caller's line, not the library's
+
+
+def test_the_cli_says_nothing_of_units_its_timeout_is_documented_in_ms(
+    tmp_path: Path, server: ServerThread
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "wxtransfer", "download", server.url + "/bytes/10", "-q"]
+        + ["--timeout", "50", "-o", str(tmp_path / "out.bin")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, WXTRANSFER_HOME=str(tmp_path / "home")),
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr

@@ -7,7 +7,8 @@ Exit codes (curl's where curl has one):
 * 2   usage error, or an argument the library refuses (``InvalidArgumentError``)
 * 22  ``--fail`` and the server answered with a status >= 400
 * 28  the transfer timed out
-* 130 interrupted (Ctrl-C): the transfer is aborted and leaves no file behind
+* 130 interrupted (Ctrl-C, SIGINT), 143 terminated (SIGTERM), 129 hung up (SIGHUP): 128 +
+  the signal's number, as shells report it; the transfer is aborted and leaves no file behind
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
+import sys
 import threading
 import unicodedata
 import urllib.parse
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,7 @@ from rich.progress import (
 )
 
 from . import _errors as errors
+from ._options import TimeoutUnitWarning
 from ._results import (
     DownloadFileResult,
     DownloadProgress,
@@ -60,6 +63,7 @@ from ._task import Task
 __all__ = [
     "RuntimeSettings",
     "main",
+    "new_file_mode",
     "parse_resolve",
     "parse_size",
     "remote_file_name",
@@ -361,12 +365,47 @@ def _inside(folder: str, name: str) -> str:
 # --------------------------------------------------------------------------- placing files
 
 
-def _copy_exclusive(src: str, dest: str) -> None:
-    """Copy ``src`` to ``dest`` created exclusively (fails if ``dest`` exists)."""
+def _process_umask() -> int:
+    """The process's umask, read without changing it where the system allows.
+
+    ``os.umask`` can only read the mask by setting it, for every thread at once: another
+    thread creating a file meanwhile would get the wrong permissions. Linux (4.7+) shows it
+    in ``/proc/self/status``; elsewhere the set-and-restore is the only way, and it sets
+    0o077 for that moment so that such a file is private rather than open to all.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The permissions a newly created file gets: 0o666 less the umask (SPEC §5)."""
+    return 0o666 & ~_process_umask()
+
+
+class MoveCancelled(Exception):
+    """:func:`move_into_place` stopped because its ``cancel`` event was set; nothing was
+    put in place and nothing of the move is left beside the destination."""
+
+
+def _copy_exclusive(src: str, dest: str, cancel: threading.Event | None = None) -> None:
+    """Copy ``src`` to ``dest`` created exclusively (fails if ``dest`` exists), with the
+    permissions of a new file; :class:`MoveCancelled` (and no ``dest``) once ``cancel`` is
+    set."""
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with open(src, "rb") as fin, os.fdopen(fd, "wb", closefd=False) as fout:
-            shutil.copyfileobj(fin, fout, _BLOCK)
+            while block := fin.read(_BLOCK):
+                if cancel is not None and cancel.is_set():
+                    raise MoveCancelled(dest)
+                fout.write(block)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -375,38 +414,53 @@ def _copy_exclusive(src: str, dest: str) -> None:
     os.close(fd)
 
 
-def move_into_place(src: str, dest: str, *, force: bool) -> None:
+def move_into_place(
+    src: str, dest: str, *, force: bool, cancel: threading.Event | None = None
+) -> None:
     """Move the finished file ``src`` to ``dest``; never overwrites unless ``force``.
 
-    Without ``force`` the new name is made with ``link()`` (atomic, fails if ``dest``
-    exists); across file systems the file is first copied beside ``dest``. Raises
-    ``FileExistsError`` when ``dest`` exists and ``force`` is off.
+    ``dest`` gets the permissions of a newly created file (:func:`new_file_mode`), not
+    those of ``src`` (a private temp file). Without ``force`` the new name is made with
+    ``link()`` (atomic, fails if ``dest`` exists); across file systems the file is first
+    copied beside ``dest``. Raises ``FileExistsError`` when ``dest`` exists and ``force``
+    is off, :class:`MoveCancelled` when ``cancel`` is set before a copy has been put in
+    place (``src`` is then left as it was).
     """
     try:
-        if force:
-            os.replace(src, dest)
-        else:
-            os.link(src, dest)
-            os.unlink(src)
-        return
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in (
-            errno_codes.EXDEV,
-            errno_codes.EPERM,
-            errno_codes.ENOTSUP,
-            errno_codes.EOPNOTSUPP,
-            errno_codes.EMLINK,
-            errno_codes.ENOSYS,
-        ):
+        # Set on src, before it gets the new name: dest never shows src's mode.
+        os.chmod(src, new_file_mode())
+    except OSError:  # cannot set it here: make a new file instead
+        linked = False
+    else:
+        linked = True
+    if linked:
+        try:
+            if force:
+                os.replace(src, dest)
+            else:
+                os.link(src, dest)
+                os.unlink(src)
+            return
+        except FileExistsError:
             raise
+        except OSError as exc:
+            if exc.errno not in (
+                errno_codes.EXDEV,
+                errno_codes.EPERM,
+                errno_codes.ENOTSUP,
+                errno_codes.EOPNOTSUPP,
+                errno_codes.EMLINK,
+                errno_codes.ENOSYS,
+            ):
+                raise
     if not force and os.path.lexists(dest):
         raise FileExistsError(errno_codes.EEXIST, "File exists", dest)
     folder, base = os.path.split(os.path.abspath(dest))
     part = os.path.join(folder, f".{base[:200]}.{secrets.token_hex(4)}.wxpart")
     try:
-        _copy_exclusive(src, part)
+        _copy_exclusive(src, part, cancel)
+        if cancel is not None and cancel.is_set():
+            raise MoveCancelled(dest)
         if force:
             os.replace(part, dest)
         else:
@@ -415,7 +469,7 @@ def move_into_place(src: str, dest: str, *, force: bool) -> None:
             except FileExistsError:
                 raise
             except OSError:  # no hard links here: create exclusively and copy again
-                _copy_exclusive(part, dest)
+                _copy_exclusive(part, dest, cancel)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(part)
@@ -489,7 +543,10 @@ class RichReporter(Reporter):
         return _RichTracker(self._progress, task_id)
 
     def close(self) -> None:
-        self._progress.stop()
+        try:
+            self._progress.stop()
+        except OSError:  # the terminal hung up (SIGHUP): nothing left to show
+            _discard_stderr()
 
 
 class _PlainTracker(Tracker):
@@ -529,38 +586,61 @@ def _reporter(quiet: bool) -> Reporter:
     return RichReporter(console)
 
 
-# --------------------------------------------------------------------------- waiting, Ctrl-C
+# --------------------------------------------------------------------------- waiting, signals
+
+#: The signals that stop a transfer cleanly: Ctrl-C, ``kill`` (and service managers), a
+#: closed terminal. Others (SIGKILL, SIGQUIT ...) keep their default action.
+_STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 class Interrupt:
-    """While active (main thread only), SIGINT sets a flag instead of raising."""
+    """While active (main thread only), SIGINT, SIGTERM and SIGHUP set a flag instead of
+    stopping the process, so that the transfer is aborted and its files removed first.
+
+    A signal that was ignored when this started (``nohup``, a background job's SIGINT)
+    stays ignored. The previous handlers are put back on exit.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self._previous: Any = None
-        self._installed = False
+        #: The first stop signal received, or None.
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     @property
     def interrupted(self) -> bool:
         return self.event.is_set()
 
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as shells report it: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
+        return 128 + (self.signum if self.signum is not None else signal.SIGINT)
+
     def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
         self.event.set()
 
     def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-            self._installed = True
+            for signum in _STOP_SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue
+                self._previous[signum] = signal.signal(signum, self._handler)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
+        previous, self._previous = self._previous, {}
+        for signum, handler in previous.items():
+            # None: a handler not set from Python, which cannot be put back
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def wait(task: Task[R, Any], interrupt: Interrupt) -> R:
-    """``task.result()``, aborting the task when Ctrl-C is pressed meanwhile."""
+    """``task.result()``, aborting the task when a stop signal (:class:`Interrupt`) comes
+    meanwhile."""
     while True:
         if interrupt.interrupted:
             task.abort()
@@ -605,22 +685,41 @@ def exit_failure(
     _exit_with(exc.to_dict(), as_json=as_json, code=_exit_code(exc) if code is None else code)
 
 
+def _discard_stderr() -> None:
+    """stderr cannot be written (its terminal hung up, its pipe closed): point it at
+    /dev/null, so that what is still buffered, and the interpreter's last flush (exit
+    status 120 when it fails), go nowhere instead of failing again."""
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor (CliRunner)
+        fd = sys.stderr.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+
+
 def _exit_with(report: Mapping[str, Any], *, as_json: bool, code: int) -> NoReturn:
     """Print ``report`` (errMsg, errno, ...) on stderr, as JSON or as an error line; exit."""
-    if as_json:
-        _print_json(report, err=True)
-    elif code == EXIT_USAGE:
-        ctx = click.get_current_context()
-        click.echo(ctx.get_usage(), err=True)
-        click.echo(f"Try '{ctx.command_path} --help' for help.\n", err=True)
-        click.echo(f"Error: {report['errMsg']}", err=True)
-    else:
-        click.echo(f"Error: {report['errMsg']}", err=True)
+    try:
+        if as_json:
+            _print_json(report, err=True)
+        elif code == EXIT_USAGE:
+            ctx = click.get_current_context()
+            click.echo(ctx.get_usage(), err=True)
+            click.echo(f"Try '{ctx.command_path} --help' for help.\n", err=True)
+            click.echo(f"Error: {report['errMsg']}", err=True)
+        else:
+            click.echo(f"Error: {report['errMsg']}", err=True)
+    except OSError:  # stderr is gone (SIGHUP from a closed terminal): exit all the same
+        _discard_stderr()
     raise click.exceptions.Exit(code)
 
 
-def exit_interrupted(api: str, *, as_json: bool) -> NoReturn:
-    exit_failure(errors.AbortError(f"{api}:fail abort", errors.Errno.ABORT), as_json=as_json)
+def exit_interrupted(api: str, *, as_json: bool, code: int = EXIT_INTERRUPTED) -> NoReturn:
+    """Report the abort a stop signal caused; exit with ``code`` (``Interrupt.exit_code``)."""
+    exit_failure(
+        errors.AbortError(f"{api}:fail abort", errors.Errno.ABORT), as_json=as_json, code=code
+    )
 
 
 def _http_error(api: str, status: int, *, as_json: bool) -> NoReturn:
@@ -847,7 +946,7 @@ def cli() -> None:
     """Uploads and downloads the way wx.uploadFile / wx.downloadFile do them.
 
     Exit codes: 0 done, 1 failure, 2 usage, 22 HTTP error with --fail, 28 timeout,
-    130 interrupted.
+    130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (the transfer is aborted, no file is left).
     """
 
 
@@ -921,7 +1020,8 @@ def upload(
     The response body is printed on stdout.
     """
     api = "uploadFile"
-    with settings.build() as runtime, Interrupt() as interrupt, _reporter(quiet) as reporter:
+    # Interrupt first: its handlers stay until the runtime has closed and removed its files.
+    with Interrupt() as interrupt, settings.build() as runtime, _reporter(quiet) as reporter:
         task = runtime.upload_file(url, file, name, header=header, form_data=form, timeout=timeout)
         tracker = reporter.track(f"upload {os.path.basename(file)}")
 
@@ -934,11 +1034,11 @@ def upload(
         except errors.TransferError as exc:
             reporter.close()
             if interrupt.interrupted:
-                exit_interrupted(api, as_json=as_json)
+                exit_interrupted(api, as_json=as_json, code=interrupt.exit_code)
             exit_failure(exc, as_json=as_json)
         reporter.close()
     if interrupt.interrupted:
-        exit_interrupted(api, as_json=as_json)
+        exit_interrupted(api, as_json=as_json, code=interrupt.exit_code)
     if fail_http and res.status_code >= 400:
         _http_error(api, res.status_code, as_json=as_json)
     if as_json:
@@ -1010,7 +1110,8 @@ def download(
                 )
 
     state: dict[str, Any] = {}
-    with settings.build() as runtime, Interrupt() as interrupt, _reporter(quiet) as reporter:
+    # Interrupt first: its handlers stay until the runtime has closed and removed its files.
+    with Interrupt() as interrupt, settings.build() as runtime, _reporter(quiet) as reporter:
         task = runtime.download_file(url, header=header, timeout=timeout)
         tracker = reporter.track(
             f"download {os.path.basename(explicit) if explicit else ''}".rstrip()
@@ -1047,7 +1148,7 @@ def download(
         temp = res.temp_file_path if res is not None else None
         try:
             if interrupt.interrupted:
-                exit_interrupted(api, as_json=as_json)
+                exit_interrupted(api, as_json=as_json, code=interrupt.exit_code)
             if "http_error" in state:
                 _http_error(api, state["http_error"], as_json=as_json)
             if "exists" in state:
@@ -1061,7 +1162,9 @@ def download(
                 explicit or state.get("dest") or _inside(folder, remote_file_name(url, res.header))
             )
             try:
-                move_into_place(temp, dest, force=force)
+                move_into_place(temp, dest, force=force, cancel=interrupt.event)
+            except MoveCancelled:  # a stop signal during a copy across file systems
+                exit_interrupted(api, as_json=as_json, code=interrupt.exit_code)
             except OSError as exc:
                 exit_failure(_save_error(exc, dest), as_json=as_json)
             temp = None
@@ -1127,6 +1230,8 @@ def demo(size: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    # --timeout is documented in milliseconds: the library's warning is for Python callers.
+    warnings.filterwarnings("ignore", category=TimeoutUnitWarning)
     cli.main(args=argv, prog_name="wxtransfer")
 
 

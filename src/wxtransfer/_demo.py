@@ -97,7 +97,7 @@ def run(size: int) -> None:
         try:
             sent_sha = make_sample(sample, size, interrupt)
         except KeyboardInterrupt:
-            exit_interrupted("uploadFile", as_json=False)
+            exit_interrupted("uploadFile", as_json=False, code=interrupt.exit_code)
 
         with _demo_reporter() as reporter:
 
@@ -110,7 +110,7 @@ def run(size: int) -> None:
                     exit_failure(exc, as_json=False)
                 if interrupt.interrupted:
                     reporter.close()
-                    exit_interrupted(api, as_json=False)
+                    exit_interrupted(api, as_json=False, code=interrupt.exit_code)
                 return res
 
             started = time.monotonic()
