@@ -132,8 +132,8 @@ def sweep_abandoned(parent: str) -> list[str]:
 class TempFolder:
     """One owner-only folder of temp files, made on first use.
 
-    The process holds a lock on it while it runs; the first folder made in a parent
-    folder removes the ones that dead processes left there (SIGKILL, power loss).
+    The process holds a lock on it while it runs, so that the folders dead processes left
+    (SIGKILL, SIGTERM, power loss) can be told apart and removed (``sweep_parent``).
     """
 
     def __init__(self, parent: str | None = None) -> None:
@@ -156,11 +156,11 @@ class TempFolder:
                         shutil.rmtree(path, ignore_errors=True)
                         raise
                 self._path = path
-                self._sweep_once(parent)
             return self._path
 
-    @staticmethod
-    def _sweep_once(parent: str) -> None:
+    def sweep_parent(self) -> None:
+        """Remove what dead processes left in the parent folder; once per process."""
+        parent = self._parent if self._parent is not None else tempfile.gettempdir()
         key = os.path.realpath(parent)
         with _swept_lock:
             if key in _swept:

@@ -109,6 +109,7 @@ class Runtime:
         self._resolve = {k.lower(): v for k, v in (resolve or {}).items()}
         self._ca_file = os.fspath(ca_file) if ca_file is not None else None
         self._temp = _files.TempFolder(os.fspath(temp_dir) if temp_dir is not None else None)
+        self._temp.sweep_parent()  # the first runtime of a process removes what the dead left
         home_path = Path(home) if home is not None else _files.default_home()
         self._store = _files.SavedFileStore(home_path / "saved_files", self._temp)
         if rules is not None:
