@@ -190,6 +190,11 @@ def _child_waits_on_parents_task(task: wxtransfer.DownloadTask, out: Any) -> Non
     out.put(type(task.exception(5)).__name__)
 
 
+# Python 3.12+ warns that forking a process with threads may deadlock: that is the case
+# under test (register_at_fork makes the child safe).
+pytestmark_fork = pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+
+
 @pytest.fixture
 def fork_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("WXTRANSFER_HOME", str(tmp_path / "home"))
@@ -219,6 +224,7 @@ def _run_child(ctx: Any, target: Any, *args: Any) -> tuple[Any, int | None, floa
             child.join(5)
 
 
+@pytestmark_fork
 def test_a_forked_child_downloads_and_exits(
     tmp_path: Path, server: ServerThread, fork_context: Any
 ) -> None:
@@ -233,6 +239,7 @@ def test_a_forked_child_downloads_and_exits(
     assert folders == {Path(parent.temp_file_path).parent.name}
 
 
+@pytestmark_fork
 def test_a_forked_child_that_never_uses_the_library_exits_at_once(
     tmp_path: Path, server: ServerThread, fork_context: Any
 ) -> None:
@@ -242,6 +249,7 @@ def test_a_forked_child_that_never_uses_the_library_exits_at_once(
     assert took < 8, "the child's exit waited for the parent's engine thread"
 
 
+@pytestmark_fork
 def test_a_task_of_the_parent_ends_in_the_child_instead_of_hanging(
     tmp_path: Path, server: ServerThread, fork_context: Any
 ) -> None:
