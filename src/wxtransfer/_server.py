@@ -6,6 +6,9 @@ Routes:
 * ``GET|HEAD /files/{name}``: a stored file, with Range, ETag and Last-Modified support.
 * ``GET|HEAD /``: the stored files as an HTML page, or JSON with ``Accept: application/json``.
 
+Every request gets one line on the ``wxtransfer.server.access`` logger (see
+:class:`_AccessLogger`); :func:`serve` prints those lines to stderr.
+
 This module must not import anything else from :mod:`wxtransfer`.
 """
 
@@ -17,9 +20,11 @@ import hashlib
 import hmac
 import html
 import json
+import logging
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 import unicodedata
@@ -30,8 +35,17 @@ from types import TracebackType
 from typing import IO, Any, Final, TypedDict, TypeVar
 from urllib.parse import quote
 
-from aiohttp import BodyPartReader, hdrs, web
+from aiohttp import (
+    BadContentDispositionHeader,
+    BadContentDispositionParam,
+    BodyPartReader,
+    hdrs,
+    web,
+)
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.helpers import parse_mimetype
+from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader
+from aiohttp.multipart import parse_content_disposition
 from aiohttp.typedefs import Handler
 
 __all__ = ["DevServer", "create_app", "serve"]
@@ -47,6 +61,23 @@ _NAME_BYTES: Final = 180
 _UNSAFE_CHARS: Final = frozenset('<>:"/\\|?*')
 # RFC 5987 attr-char beyond what urllib.parse.quote always keeps.
 _ATTR_CHAR_SAFE: Final = "!#$&+^`|"
+#: Where the one-line-per-request access log goes (INFO).
+ACCESS_LOGGER_NAME: Final = "wxtransfer.server.access"
+_ACCESS_LOG: Final = logging.getLogger(ACCESS_LOGGER_NAME)
+# nginx's "client closed request": what a handler returns for a client that is already
+# gone. It is never sent (there is no one to send it to); the access log prints "-".
+_CLIENT_GONE: Final = 499
+# What aiohttp's multipart parser raises, or warns with (an exception under
+# ``-W error``), on a malformed body.
+_PARSE_ERRORS: Final = (
+    ValueError,  # UnicodeError included
+    AssertionError,
+    LookupError,
+    RuntimeError,
+    HttpProcessingError,
+    BadContentDispositionHeader,
+    BadContentDispositionParam,
+)
 
 _T = TypeVar("_T")
 
@@ -109,6 +140,10 @@ _CONFIG: Final = web.AppKey("wxtransfer_config", _Config)
 
 def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message, "status": status}, status=status)
+
+
+def _client_gone() -> web.Response:
+    return web.Response(status=_CLIENT_GONE, reason="Client Closed Request")
 
 
 def _file_url(name: str) -> str:
@@ -244,12 +279,53 @@ def _precheck_upload(request: web.Request, cfg: _Config) -> web.Response | None:
     return None
 
 
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, InvalidHeader):
+        return f"invalid part header {exc.hdr!r} (expected 'Name: value')"
+    if isinstance(exc, HttpProcessingError):
+        return exc.message
+    if isinstance(exc, (BadContentDispositionHeader, BadContentDispositionParam)):
+        return f"malformed Content-Disposition header {str(exc)!r}"
+    return str(exc) or type(exc).__name__
+
+
 async def _parse(step: Awaitable[_T]) -> _T:
-    """Await one multipart parsing step, turning parser errors into a 400."""
+    """Await one multipart parsing step, turning parser errors into a 400.
+
+    A client that went away surfaces as ``ConnectionError`` and is not caught here.
+    """
     try:
         return await step
-    except (ValueError, AssertionError, KeyError, LookupError, RuntimeError) as exc:
-        raise _Reject(400, f"malformed multipart body: {exc}") from None
+    except _PARSE_ERRORS as exc:
+        raise _Reject(400, f"malformed multipart body: {_describe(exc)}") from None
+
+
+def _utf8(value: str | None, what: str) -> str | None:
+    """``value`` if it came from valid UTF-8 (aiohttp keeps bad bytes as surrogates)."""
+    try:
+        if value is not None:
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Reject(400, f"{what} is not valid UTF-8") from None
+    return value
+
+
+def _disposition(part: BodyPartReader, index: int) -> tuple[str, str | None]:
+    """``(field name, file name or None)`` of a form-data part, or a 400."""
+    header = part.headers.get(hdrs.CONTENT_DISPOSITION)
+    if header is None:
+        raise _Reject(400, f"part {index} has no Content-Disposition header")
+    malformed = _Reject(400, f"part {index} has a malformed Content-Disposition header")
+    try:
+        disposition, _ = parse_content_disposition(header)
+        name, filename = part.name, part.filename
+    except _PARSE_ERRORS:
+        raise malformed from None
+    if disposition is None:
+        raise malformed
+    name = _utf8(name, f"the field name of part {index}")
+    filename = _utf8(filename, f"the file name of part {index}")
+    return name or "", filename
 
 
 def _check_total(request: web.Request, cfg: _Config) -> None:
@@ -274,7 +350,7 @@ async def _receive_file(
             _check_total(request, cfg)
             await loop.run_in_executor(None, _write_chunk, f, digest, chunk)
     finally:
-        await loop.run_in_executor(None, f.close)
+        await asyncio.shield(loop.run_in_executor(None, f.close))
     pending.sha256 = digest.hexdigest()
 
 
@@ -288,7 +364,9 @@ async def _read_field(request: web.Request, cfg: _Config, part: BodyPartReader) 
     charset = part.get_charset(default="utf-8")
     try:
         return data.decode(charset)
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeEncodeError):  # the latter: bad bytes in the charset name
+        raise _Reject(400, f"form field {part.name!r} has an unknown charset {charset!r}") from None
+    except ValueError:
         raise _Reject(400, f"form field {part.name!r} is not valid {charset}") from None
 
 
@@ -324,11 +402,12 @@ def _publish(cfg: _Config, pending: list[_Pending]) -> list[UploadedFile]:
                     "uploaded": time.time(),
                 }
                 try:
-                    with open(meta, "x", encoding="utf-8") as f:
-                        json.dump(record, f, ensure_ascii=False)
+                    f = open(meta, "x", encoding="utf-8")
                 except FileExistsError:
                     continue
-                done.append(meta)
+                done.append(meta)  # before writing: a failed write must not leave it behind
+                with f:
+                    json.dump(record, f, ensure_ascii=False)
                 try:
                     _link_no_overwrite(item.tmp, cfg.root / name)
                 except FileExistsError:
@@ -376,7 +455,10 @@ async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
     if request.version >= (1, 1):
         if expect.lower() != "100-continue":
             return _json_error(417, f"unsupported Expect: {expect}")
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except ConnectionError:
+            return _client_gone()
         request.writer.output_size = 0
     return None
 
@@ -392,11 +474,12 @@ async def _upload(request: web.Request) -> web.StreamResponse:
     form: dict[str, str | list[str]] = {}
     try:
         reader = await _parse(request.multipart())
+        index = 0
         while (part := await _parse(reader.next())) is not None:
+            index += 1
             if not isinstance(part, BodyPartReader):
                 raise _Reject(400, "nested multipart bodies are not supported")
-            field = part.name or ""
-            filename = part.filename
+            field, filename = _disposition(part, index)
             if filename is None:
                 value = await _read_field(request, cfg, part)
                 previous = form.get(field)
@@ -417,8 +500,13 @@ async def _upload(request: web.Request) -> web.StreamResponse:
         files = await loop.run_in_executor(None, _publish, cfg, pending)
     except _Reject as exc:
         return _json_error(exc.status, exc.message)
+    except ConnectionError:
+        # aiohttp fails the body stream this way when the client disconnects; raised
+        # further, it would be logged as a server error with a traceback.
+        return _client_gone()
     finally:
-        await loop.run_in_executor(None, _discard, pending)
+        # Shielded: a server shutting down must not leave partial files behind.
+        await asyncio.shield(loop.run_in_executor(None, _discard, pending))
     return web.json_response({"files": files, "form": form})
 
 
@@ -528,6 +616,40 @@ async def _index(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+class _AccessLogger(AbstractAccessLogger):
+    """One line per request: ``ADDRESS "METHOD TARGET" STATUS BYTES B TIME ms``.
+
+    ``BYTES`` counts the response body. When the client went away before the response
+    was complete, status and size are ``-`` and the line ends with ``client
+    disconnected``. aiohttp calls :meth:`log` once per request, also for those.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        # aiohttp sets body_length (headers included) once the response is complete.
+        complete = response.body_length > 0
+        # Quoted and escaped, so that no request target can forge or garble a line.
+        target = json.dumps(f"{request.method} {request.raw_path}")
+        if complete:
+            outcome = f"{response.status} {_body_bytes(request, response)} B"
+        else:
+            outcome = "- -"
+        line = f"{request.remote or '-'} {target} {outcome} {time * 1000:.1f} ms"
+        self.logger.info(line if complete else line + " client disconnected")
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def _body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
+    # Not body_length: file bodies go out through sendfile(), which it does not count.
+    # Without a Content-Length (a chunked body) it is the best there is, headers included.
+    if request.method == hdrs.METH_HEAD or response.status in (204, 304):
+        return 0
+    length = response.content_length
+    return response.body_length if length is None else length
+
+
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not _authorized(request, request.app[_CONFIG].token):
@@ -596,7 +718,9 @@ def _url(host: str, port: int) -> str:
 class DevServer:
     """Run the dev server in a background thread with its own event loop.
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. Requests are logged
+    on ``wxtransfer.server.access`` (INFO) with no handler added: quiet unless ``logging``
+    is configured.
     """
 
     def __init__(
@@ -674,7 +798,9 @@ class DevServer:
             target=self._run_loop, args=(loop,), name="wxtransfer-dev-server", daemon=True
         )
         self._thread.start()
-        runner = web.AppRunner(app, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            app, shutdown_timeout=1.0, access_log_class=_AccessLogger, access_log=_ACCESS_LOG
+        )
         try:
             self._call(runner.setup)
             self._runner = runner
@@ -721,14 +847,35 @@ def serve(
     max_size: int | None = None,
     token: str | None = None,
 ) -> None:
-    """Serve ``root`` in the foreground until interrupted (Ctrl+C or SIGTERM)."""
+    """Serve ``root`` in the foreground until interrupted (Ctrl+C or SIGTERM).
+
+    The access log goes to stderr, unless ``logging`` is configured already (then it
+    goes where that configuration sends the ``wxtransfer.server.access`` logger).
+    """
     app = create_app(root, max_size=max_size, token=token)
     sock = _bind(host, port)
+    handler: logging.Handler | None = None
+    level = _ACCESS_LOG.level
     try:
         url = _url(host, int(sock.getsockname()[1]))
         print(f"wxtransfer dev server: serving {Path(root).resolve()} at {url}/", flush=True)
         print(f"  upload: POST {url}/upload   list: {url}/   download: {url}/files/NAME")
         print("  press Ctrl+C to stop", flush=True)
-        web.run_app(app, sock=sock, print=None, shutdown_timeout=2.0)
+        if not _ACCESS_LOG.hasHandlers():
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            _ACCESS_LOG.addHandler(handler)
+            _ACCESS_LOG.setLevel(logging.INFO)
+        web.run_app(
+            app,
+            sock=sock,
+            print=None,
+            shutdown_timeout=2.0,
+            access_log_class=_AccessLogger,
+            access_log=_ACCESS_LOG,
+        )
     finally:
+        if handler is not None:
+            _ACCESS_LOG.removeHandler(handler)
+            _ACCESS_LOG.setLevel(level)
         sock.close()
