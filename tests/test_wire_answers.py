@@ -205,7 +205,7 @@ class CountingServer:
     def __init__(self, redirect: int | None = None) -> None:
         self.redirect = redirect
         self.received: list[tuple[str, int]] = []  # (path, bytes), one per connection
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     def __call__(self, sock: socket.socket, head: bytes) -> None:
         sock.settimeout(5)
@@ -222,6 +222,14 @@ class CountingServer:
             count += len(data)
         with self._lock:
             self.received.append((path, count))
+            self._lock.notify_all()
+
+    def wait_for(self, connections: int, timeout: float = 10) -> list[tuple[str, int]]:
+        """The counts, once ``connections`` have ended (the client may see its response
+        before the server has read the end of the connection)."""
+        with self._lock:
+            self._lock.wait_for(lambda: len(self.received) >= connections, timeout)
+            return list(self.received)
 
 
 @pytest.mark.parametrize("redirect", [None, 307, 308])
@@ -241,12 +249,13 @@ def test_send_bytes_count_is_what_the_server_received(
     with runtime(tmp_path) as rt:
         res = rt.upload_file(srv.url + "/start", upload, "file", form_data={"k": "v"}).result(20)
     assert res.status_code == 200 and res.data == "ok"
-    paths = [path for path, _ in counter.received]
+    received = counter.wait_for(2 if redirect else 1)
+    paths = [path for path, _ in received]
     assert paths == (["/start", "/final"] if redirect else ["/start"])
-    final = counter.received[-1][1]
+    final = received[-1][1]
     assert final > size
     if redirect:
-        assert counter.received[0][1] == final  # the same request, sent twice
+        assert received[0][1] == final  # the same request, sent twice
     profile = res.profile
     assert profile is not None
     assert profile["sendBytesCount"] == final
@@ -263,7 +272,7 @@ def test_send_bytes_count_of_a_download_is_its_request_head(
     with runtime(tmp_path) as rt:
         res = rt.download_file(srv.url + "/start").result(10)
     assert res.profile is not None
-    assert res.profile["sendBytesCount"] == counter.received[0][1]
+    assert res.profile["sendBytesCount"] == counter.wait_for(1)[0][1]
     assert res.profile["sendBytesCount"] == len(srv.requests[0])
 
 
