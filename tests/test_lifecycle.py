@@ -24,6 +24,7 @@ import pytest
 import wxtransfer
 from tests.helpers import leftovers, runtime
 from tests.servers.threaded import ServerThread
+from tests.test_cli_signals import Terminal
 from wxtransfer import _files
 from wxtransfer._options import validate_download
 
@@ -355,6 +356,42 @@ def test_ctrl_c_while_the_script_end_waits_aborts_and_exits_at_once(
     script.finish()
     assert time.monotonic() - started < 5, "the exit waited for the transfer"
     assert "downloadFile:fail abort" in script.lines
+    assert temp_files(tmp_path) == []
+
+
+def test_ctrl_c_typed_on_the_terminal_aborts_a_script_at_once(
+    tmp_path: Path, server: ServerThread
+) -> None:
+    """^C on the script's controlling terminal (the kernel sends SIGINT, as at a shell)."""
+    terminal = Terminal()
+    (tmp_path / "tmp").mkdir()
+    env = dict(os.environ, WXTRANSFER_HOME=str(tmp_path / "home"), TMPDIR=str(tmp_path / "tmp"))
+    source = f"""
+        import wxtransfer
+        task = wxtransfer.download_file({server.url + ENDLESS!r}, timeout=0)
+        task.on_progress_update(lambda p: print("running", flush=True))
+        task.result()
+        """
+    proc = terminal.start([sys.executable, "-c", textwrap.dedent(source)], tmp_path, env)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"running\n"
+        deadline = time.monotonic() + 10
+        while not parts_in(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = time.monotonic()
+        terminal.type(b"\x03")
+        proc.wait(20)
+        assert time.monotonic() - started < 5, "the exit waited for the transfer"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        terminal.hang_up()
+    assert proc.returncode == -signal.SIGINT, bytes(terminal.output[-2000:])
+    assert b"KeyboardInterrupt" in terminal.output
     assert temp_files(tmp_path) == []
 
 
