@@ -468,21 +468,26 @@ def test_cli_serve_prints_access_log_and_no_traceback(root: Path) -> None:
             ):
                 status, reply = post_upload(port, body)
                 assert status == 400 and message in reply["error"], reply
+            # A request aiohttp cannot parse (a header without a colon): its 400, and
+            # no "Error handling request" traceback.
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+                assert raw.recv(100).startswith(b"HTTP/1.0 400 "), "no 400 for a bad header"
             sock = start_half_upload(port, expect=False)
             tmp = root / ".wxtransfer" / "tmp"
             wait_until(lambda: len(list(tmp.iterdir())) == 2, "two partial files")
             rst_close(sock)
-            wait_until(lambda: len(err.access()) == 5, "five access log lines")
+            wait_until(lambda: len(err.access()) == 6, "six access log lines")
         finally:
             stop(proc)
         stderr = err.join()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr and "Error handling request" not in stderr, stderr
     lines = err.access()
-    statuses = [m.group(4) for m in map(LINE.fullmatch, lines[:4]) if m]
-    assert statuses == ["200", "400", "400", "400"], lines
-    assert all(line.startswith('127.0.0.1 "POST /upload" ') for line in lines), lines
-    assert GONE.fullmatch(lines[4]), lines
+    statuses = [m.group(4) for m in map(LINE.fullmatch, lines[:5]) if m]
+    assert statuses == ["200", "400", "400", "400", "400"], lines
+    assert all(line.startswith('127.0.0.1 "POST /upload" ') for line in lines[:4]), lines
+    assert GONE.fullmatch(lines[5]), lines
     assert stored_files(root) == sorted([name, os.path.join(".wxtransfer", "meta", name + ".json")])
 
 

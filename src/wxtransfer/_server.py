@@ -839,6 +839,16 @@ class DevServer:
         self.stop()
 
 
+class _MalformedRequestFilter(logging.Filter):
+    """Drops aiohttp's "Error handling request" traceback for a request it could not
+    parse (a bad request line or header): that is the client's error, answered with a
+    400 that the access log already shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, HttpProcessingError)
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -856,6 +866,9 @@ def serve(
     sock = _bind(host, port)
     handler: logging.Handler | None = None
     level = _ACCESS_LOG.level
+    quiet = _MalformedRequestFilter()
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addFilter(quiet)
     try:
         url = _url(host, int(sock.getsockname()[1]))
         print(f"wxtransfer dev server: serving {Path(root).resolve()} at {url}/", flush=True)
@@ -875,6 +888,7 @@ def serve(
             access_log=_ACCESS_LOG,
         )
     finally:
+        server_log.removeFilter(quiet)
         if handler is not None:
             _ACCESS_LOG.removeHandler(handler)
             _ACCESS_LOG.setLevel(level)
