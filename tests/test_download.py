@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import wxtransfer
 from tests.helpers import Recorder, leftovers, runtime
@@ -229,3 +233,25 @@ def test_an_announced_length_without_a_body_leaves_an_empty_file(
     assert (res.status_code, res.data_length) == (304, 0)
     assert target.stat().st_size == 0
     assert os.stat(target).st_blocks == 0  # nothing reserved is left allocated
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_file_path_gets_the_mode_of_a_new_file(tmp_path: Path, server: Any, umask: int) -> None:
+    # SPEC §5: 0666 less the umask, also when it replaces a private file. The umask is
+    # process-wide: set it in a child of its own, not under the test server's threads.
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    script = (
+        "import os, sys, wxtransfer\n"
+        f"os.umask({umask})\n"
+        "wxtransfer.download_file(sys.argv[1], file_path=sys.argv[2]).result(20)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, server.url + "/bytes/100", str(target)],
+        check=True,
+        timeout=30,
+        env=dict(os.environ, WXTRANSFER_HOME=str(tmp_path / "home")),
+    )
+    assert target.stat().st_size == 100
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
