@@ -24,9 +24,10 @@ from typing import Any
 import pycurl
 
 from ._errors import AbortError, Errno, TransferError
+from ._events import TaskEvents, hold_wakeups, release_wakeups
 from ._options import Api, Request
 from ._output import Writer
-from ._task import hold_wakeups, release_wakeups
+from ._results import DownloadFileResult, UploadFileResult
 from ._transport import Transfer, TransportConfig, new_template
 
 __all__ = ["Engine"]
@@ -38,6 +39,8 @@ _OUT = select.POLLOUT
 # A wait with transfers in flight but no socket to watch (libcurl is busy with something it
 # cannot name in an fd_set, such as a socket numbered past FD_SETSIZE) is cut to this.
 _BLIND_WAIT_MS = 10
+
+Outcome = UploadFileResult | DownloadFileResult | TransferError
 
 
 class Engine:
@@ -83,12 +86,12 @@ class Engine:
 
     # ---- any thread ------------------------------------------------------------------
 
-    def submit(self, request: Request, task: Any) -> None:
+    def submit(self, request: Request, task: TaskEvents) -> None:
         """Queue a checked request; its outcome reaches ``task._report_done``."""
         if not self._post(lambda: self._start(request, task)):
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
 
-    def abort(self, task: Any) -> None:
+    def abort(self, task: TaskEvents) -> None:
         """Abort ``task`` on the engine thread. Once the loop has stopped there is nothing
         to do: shutting down reported every transfer it had as aborted."""
         self._post(lambda: self._abort(task))
@@ -222,7 +225,7 @@ class Engine:
             wait = _BLIND_WAIT_MS
         return wait
 
-    def _start(self, request: Request, task: Any) -> None:
+    def _start(self, request: Request, task: TaskEvents) -> None:
         if self._closing or not task._attach(self):  # closing, or abort() came first
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
             return
@@ -247,7 +250,7 @@ class Engine:
             except TransferError as exc:
                 self._finish(transfer, exc)
 
-    def _abort(self, task: Any) -> None:
+    def _abort(self, task: TaskEvents) -> None:
         transfer = self._by_task.get(id(task))
         if transfer is None or transfer.task is not task:
             return
@@ -281,14 +284,14 @@ class Engine:
                 self._multi.add_handle(transfer.curl)
                 self._added = True
                 return
-            outcome: Any = transfer.result()
+            outcome: Outcome = transfer.result()
         except TransferError as exc:
             outcome = exc
         except pycurl.error as exc:
             outcome = transfer.failure(exc.args[0], str(exc.args[-1]))
         self._finish(transfer, outcome, removed=True)
 
-    def _finish(self, transfer: Transfer, outcome: Any, removed: bool = False) -> None:
+    def _finish(self, transfer: Transfer, outcome: Outcome, removed: bool = False) -> None:
         """End an active transfer: free its handle and slot, report, start the next."""
         if not removed:
             with contextlib.suppress(pycurl.error):

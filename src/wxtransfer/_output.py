@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 
 from ._errors import Errno, FileError
-from ._task import hold_wakeups, release_wakeups
+from ._events import hold_wakeups, release_wakeups
 
 __all__ = ["Output", "Writer", "save_error"]
 
@@ -208,7 +208,7 @@ class Output:
                 self._writer.submit(lambda: self._open_and_write(chunks), size)
         return None
 
-    def finish(self, final: str, then: Callable[[FileError | None], None]) -> None:
+    def finish(self, final: str, then: Callable[[FileError | None], object]) -> None:
         """Write the rest, close, rename to ``final``; then ``then(None)`` or its error.
 
         A body smaller than a batch is one job: create, write, close, rename.
@@ -224,7 +224,7 @@ class Output:
 
         self._writer.submit(job, size)
 
-    def discard(self, then: Callable[[], None]) -> None:
+    def discard(self, then: Callable[[], object]) -> None:
         """Remove the part file, if one was made; then ``then()``."""
         self._chunks, self._size = [], 0
         if self._opened:
@@ -293,7 +293,7 @@ class Output:
             self.error = save_error(exc, self.target or self.path or "temp folder")
 
     def _finish(
-        self, chunks: list[bytes], final: str, then: Callable[[FileError | None], None]
+        self, chunks: list[bytes], final: str, then: Callable[[FileError | None], object]
     ) -> None:
         if chunks:
             self._write(chunks)
@@ -313,7 +313,7 @@ class Output:
             self._remove()
         then(error)
 
-    def _discard(self, then: Callable[[], None]) -> None:
+    def _discard(self, then: Callable[[], object]) -> None:
         self._remove()
         then()
 

@@ -12,10 +12,11 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from ._dispatch import Dispatcher, run_callback
 from ._errors import AbortError, Errno, TransferError
+from ._events import Aborter, wake
 from ._options import Api
 from ._results import (
     DownloadFileResult,
@@ -25,42 +26,13 @@ from ._results import (
     UploadProgress,
 )
 
-if TYPE_CHECKING:
-    from ._engine import Engine
-
-__all__ = ["DownloadTask", "Task", "UploadTask", "hold_wakeups", "release_wakeups"]
+__all__ = ["DownloadTask", "Task", "UploadTask"]
 
 logger = logging.getLogger("wxtransfer")
 
 R = TypeVar("R", UploadFileResult, DownloadFileResult)
 P = TypeVar("P", UploadProgress, DownloadProgress)
 Listener = Callable[[Any], object]
-
-
-class _Wakeups(threading.local):
-    held: list[threading.Lock] | None = None
-
-
-_wakeups = _Wakeups()
-
-
-def hold_wakeups() -> None:
-    """Make this thread's finished tasks wake their waiters only at ``release_wakeups()``.
-
-    The engine and the writer call it once: a waiter woken in the middle of their work
-    would only contend with them for the GIL. They release just before they block or
-    call into C, where the woken caller can run at once.
-    """
-    _wakeups.held = []
-
-
-def release_wakeups() -> None:
-    """Wake the waiters held on this thread (see ``hold_wakeups``)."""
-    held = _wakeups.held
-    if held:
-        _wakeups.held = []
-        for waiter in held:
-            waiter.release()
 
 
 class _Channel:
@@ -91,7 +63,7 @@ class Task(Generic[R, P]):
         self._success: Callable[[R], object] | None = success
         self._fail: Callable[[TransferError], object] | None = fail
         self._complete: Callable[[R | TransferError], object] | None = complete
-        self._engine: Engine | None = None
+        self._engine: Aborter | None = None
         self._lock = threading.Lock()
         self._progress = _Channel()
         self._headers = _Channel()
@@ -243,13 +215,13 @@ class Task(Generic[R, P]):
         self._runtime_tasks = None
         self._unobserved = False
 
-    def _attach(self, engine: Engine) -> bool:
+    def _attach(self, engine: Aborter) -> bool:
         """Bind to the engine; False when abort() already ran."""
         with self._lock:
             self._engine = engine
             return not self._abort_requested
 
-    def _report_progress(self, event: P) -> None:
+    def _report_progress(self, event: UploadProgress | DownloadProgress) -> None:
         self._report(event, self._progress)
 
     def _report_headers(self, event: HeadersReceived) -> None:
@@ -265,15 +237,18 @@ class Task(Generic[R, P]):
             channel.pending += 1
         self._dispatcher.call(lambda: self._deliver(event, channel))
 
-    def _report_done(self, outcome: R | TransferError) -> bool:
-        """Record the outcome once; later reports are ignored. True if this one counted."""
+    def _report_done(self, outcome: UploadFileResult | DownloadFileResult | TransferError) -> bool:
+        """Record the outcome once; later reports are ignored. True if this one counted.
+
+        The engine reports the result of this task's own API (R), or a TransferError.
+        """
         if isinstance(outcome, TransferError):
             # The traceback only shows our internals and would tie the task in a cycle.
             outcome.__traceback__ = None
         with self._lock:
             if self._outcome is not None:
                 return False
-            self._outcome = outcome
+            self._outcome = cast("R | TransferError", outcome)
             quiet = (
                 self._success is None
                 and self._fail is None
@@ -348,12 +323,7 @@ class Task(Generic[R, P]):
             callbacks, self._done_callbacks = self._done_callbacks, []
             tasks, self._runtime_tasks = self._runtime_tasks, None
         if waiters:
-            held = _wakeups.held
-            if held is None:
-                for waiter in waiters:
-                    waiter.release()
-            else:
-                held += waiters
+            wake(waiters)
         if tasks is not None:
             tasks.discard(self)
         for cb in callbacks:

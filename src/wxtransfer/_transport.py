@@ -27,6 +27,7 @@ from ._errors import (
     TimeoutError,
     TransferError,
 )
+from ._events import TaskEvents
 from ._options import Request
 from ._output import Output, Writer, save_error
 from ._results import (
@@ -294,7 +295,12 @@ class Transfer:
     )
 
     def __init__(
-        self, request: Request, task: Any, config: TransportConfig, curl: Any, writer: Writer
+        self,
+        request: Request,
+        task: TaskEvents,
+        config: TransportConfig,
+        curl: Any,
+        writer: Writer,
     ) -> None:
         self.request = request
         self.writer = writer
