@@ -25,6 +25,7 @@ import pycurl
 
 from ._errors import AbortError, Errno, TransferError
 from ._events import TaskEvents, hold_wakeups, release_wakeups
+from ._flow import advance, follow_redirects
 from ._options import Api, Request
 from ._output import Writer
 from ._results import DownloadFileResult, UploadFileResult
@@ -230,7 +231,8 @@ class Engine:
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
             return
         handle = self._templates[request.api].duphandle()
-        transfer = Transfer(request, task, self._config, handle, self._writer)
+        flow = follow_redirects(request, self._config.rules)
+        transfer = Transfer(request, task, self._config, handle, self._writer, flow)
         self._by_task[id(task)] = transfer
         self._waiting[request.api].append(transfer)
         self._fill(request.api)
@@ -241,7 +243,7 @@ class Engine:
             transfer = waiting.popleft()
             self._active[api] += 1
             try:
-                transfer.start(self._timeouts[api])
+                transfer.start(self._timeouts[api], next(transfer.flow))
                 self._by_handle[transfer.curl] = transfer
                 self._multi.add_handle(transfer.curl)
                 self._added = True
@@ -276,11 +278,12 @@ class Engine:
                 return
 
     def _hop_done(self, transfer: Transfer) -> None:
+        """An exchange ended well: run the next one the flow asks for, or settle."""
         self._multi.remove_handle(transfer.curl)
         try:
-            target = transfer.next_hop()
-            if target is not None:
-                transfer.prepare_hop()
+            exchange = advance(transfer.flow, transfer.answer())
+            if exchange is not None:
+                transfer.begin(exchange)
                 self._multi.add_handle(transfer.curl)
                 self._added = True
                 return

@@ -28,6 +28,7 @@ from ._errors import (
     TransferError,
 )
 from ._events import TaskEvents
+from ._flow import Answer, Exchange, Flow
 from ._options import Request
 from ._output import Output, Writer, save_error
 from ._results import (
@@ -58,11 +59,7 @@ _MIME_PERCENT_ESCAPE = 0
 _BUFFER = 1 << 20
 _SMALL_UPLOAD = 64 * 1024  # files up to this size are sent from memory, in one piece
 _QUIET_UPLOAD = 16 * 1024  # bodies up to this size go out in one read, with no progress calls
-_MAX_REDIRECTS = 10
 _UNKNOWN_TOTAL_INTERVAL = 0.1  # seconds between progress events while the total is unknown
-_DOWNLOAD_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_UPLOAD_REDIRECTS = frozenset({307, 308})
-_PRIVATE_HEADERS = frozenset({"authorization", "cookie"})
 _PROTOCOLS = {1: "http1.0", 2: "http1.1", 3: "h2", 30: "h3"}
 _NO_HEADERS = Headers()  # immutable: every hop starts with this one
 
@@ -164,15 +161,6 @@ class TransportConfig:
     rules: WeChatRules | None = None  # platform rules (see _rules.py); None: no limits
 
 
-def _same_origin(a: str, b: str) -> bool:
-    pa, pb = urllib.parse.urlsplit(a), urllib.parse.urlsplit(b)
-
-    def port(p: urllib.parse.SplitResult) -> int | None:
-        return p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
-
-    return (pa.hostname or "").lower() == (pb.hostname or "").lower() and port(pa) == port(pb)
-
-
 def _split_port(addr: str) -> tuple[str, int | None]:
     """``"127.0.0.1:8443"`` -> (``"127.0.0.1"``, 8443); ``"[::1]:8443"``; no port: None."""
     if addr.startswith("[") and "]:" in addr:
@@ -271,10 +259,12 @@ class Transfer:
         "error",
         "expected",
         "final",
+        "flow",
+        "follow",
         "head",
         "head_parsed",
-        "headers",
         "hop_wall",
+        "hops",
         "last_bytes",
         "last_event_time",
         "last_percent",
@@ -284,7 +274,6 @@ class Transfer:
         "output",
         "queue_start",
         "redirecting",
-        "redirects",
         "request",
         "start_wall",
         "status",
@@ -301,16 +290,18 @@ class Transfer:
         config: TransportConfig,
         curl: Any,
         writer: Writer,
+        flow: Flow,
     ) -> None:
         self.request = request
+        self.flow = flow  # what the engine sends next: redirects (see _flow.py)
         self.writer = writer
         self.task = task
         self.config = config
         self.api = request.api
-        self.url = request.url
-        self.headers = request.headers
+        self.url = request.url  # the current exchange's
+        self.follow: frozenset[int] = frozenset()  # statuses the flow may follow
         self.curl = curl
-        self.redirects = 0
+        self.hops = 0  # exchanges begun
         self.deadline: float | None = None
         # wall-clock times in integer microseconds: the profile divides them by 1000 once,
         # which gives exactly the nearest float to 3 decimals, without round()
@@ -338,17 +329,21 @@ class Transfer:
 
     # ---- setting up a hop ------------------------------------------------------------
 
-    def start(self, default_timeout_ms: int) -> None:
+    def start(self, default_timeout_ms: int, exchange: Exchange) -> None:
+        """Start the transfer's clock and deadline, and set up its first exchange."""
         timeout = self.request.timeout_ms
         if timeout is None:
             timeout = default_timeout_ms
         self.start_wall = time.time_ns() // 1000
         self.deadline = time.monotonic() + timeout / 1000 if timeout else None
-        self.prepare_hop()
+        self.begin(exchange)
 
-    def prepare_hop(self) -> None:
+    def begin(self, exchange: Exchange) -> None:
+        """Set the easy handle up for ``exchange``; the deadline bounds what remains."""
         c = self.curl
         r = self.request
+        self.url, exchange_headers, self.follow = exchange
+        self.hops += 1
         self.hop_wall = time.time_ns() // 1000
         self.lines = []
         self.head_parsed = 0
@@ -373,8 +368,8 @@ class Transfer:
             connect_to = self._connect_to_entries()
             if connect_to:
                 c.setopt(pycurl.CONNECT_TO, connect_to)
-        headers = [f"{k}: {v}" for k, v in self.headers]
-        if not any(k.lower() == "user-agent" for k, _ in self.headers):
+        headers = [f"{k}: {v}" for k, v in exchange_headers]
+        if not any(k.lower() == "user-agent" for k, _ in exchange_headers):
             headers.append(f"User-Agent: {self.config.user_agent}")
         if self.api == "uploadFile":
             headers = [h for h in headers if not h.lower().startswith("content-type:")]
@@ -471,8 +466,7 @@ class Transfer:
                 pairs.append((name.strip(), value.strip()))
         self.head = Headers(pairs)  # repeats joined by ", ", as Headers documents
         self.head_parsed = len(lines)
-        follow = _DOWNLOAD_REDIRECTS if self.api == "downloadFile" else _UPLOAD_REDIRECTS
-        self.redirecting = self.status in follow and "location" in self.head
+        self.redirecting = self.status in self.follow and "location" in self.head
 
     def _end_of_head(self) -> bool:
         """A head has ended. If it is the final response's, report it and, for a download,
@@ -601,11 +595,9 @@ class Transfer:
 
     # ---- the end of a hop ------------------------------------------------------------
 
-    def next_hop(self) -> str | None:
-        """After a hop that ended well: the URL to follow, or None when this was the final one.
-
-        Raises the TransferError of a redirect that may not be followed.
-        """
+    def answer(self) -> Answer:
+        """How this exchange ended well: its last status, and where it points when it is a
+        redirect the flow may follow. Raises the error of a head that may not go on."""
         if self.final:
             if self.head_parsed != len(self.lines):  # trailers came after the body
                 self.parse_head()
@@ -613,25 +605,8 @@ class Transfer:
             assert self.error is not None
             raise self.error
         if not self.redirecting:
-            return None
-        target: str | None = self.curl.getinfo(pycurl.REDIRECT_URL)
-        if not target:
-            return None
-        if self.redirects >= _MAX_REDIRECTS:
-            raise NetworkError(f"{self.api}:fail too many redirects", Errno.TOO_MANY_REDIRECTS)
-        scheme = urllib.parse.urlsplit(target).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise InvalidArgumentError(
-                f"{self.api}:fail invalid URL: redirect to unsupported {target!r}",
-                Errno.INVALID_URL,
-            )
-        if self.config.rules is not None:  # before the next host is contacted
-            self.config.rules.check_redirect(self.api, self.url, target)
-        if not _same_origin(self.url, target):
-            self.headers = [(k, v) for k, v in self.headers if k.lower() not in _PRIVATE_HEADERS]
-        self.redirects += 1
-        self.url = target
-        return target
+            return Answer(self.status)
+        return Answer(self.status, self.curl.getinfo(pycurl.REDIRECT_URL) or None)
 
     def result(self) -> UploadFileResult | DownloadFileResult:
         """Build the success result of the final hop (the file is moved into place here)."""
@@ -708,8 +683,8 @@ class Transfer:
         received = info(pycurl.SIZE_DOWNLOAD_T) + info(pycurl.HEADER_SIZE)
         body = sent if self.api == "uploadFile" else received
         return {
-            "redirectStart": start if self.redirects else 0,
-            "redirectEnd": hop_start if self.redirects else 0,
+            "redirectStart": start if self.hops > 1 else 0,
+            "redirectEnd": hop_start if self.hops > 1 else 0,
             "fetchStart": start,
             "queueStart": self.queue_start / 1000,
             "queueEnd": start,
