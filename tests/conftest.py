@@ -4,12 +4,15 @@
 - ``https_server`` (session)  the same app over TLS (trustme CA); ``.url``, ``.ca_file``.
 - ``httpbin_url``  (session)  base URL of httpbin under gunicorn.
 - ``raw_server``   (function) factory ``raw_server(handler) -> RawServer`` (started).
+- ``small_tmpfs``  (function) a 2 MB tmpfs mounted under ``tmp_path`` (skips where
+                   mounting is not allowed), for a full disk.
 - ``free_port()``  helper (``from tests.servers import free_port``).
 """
 
 from __future__ import annotations
 
 import ssl
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,3 +90,23 @@ def raw_server() -> Iterator[Callable[[Handler], RawServer]]:
     errors = [err for srv in servers for err in srv.errors]
     if errors:
         raise errors[0]
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs under ``tmp_path``: a disk that fills up for real."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot mount a 2 MB tmpfs here ({exc}); a full disk needs one")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno as errno_codes
 import os
+import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -411,3 +413,62 @@ def test_mapped_classes_match_their_errno() -> None:
             assert cls is wxtransfer.TimeoutError, code
         if cls is wxtransfer.AbortError:
             assert errno == 600003
+
+
+# ---- the underlying error: curl_code and __cause__ (SPEC §8) ----------------------------
+
+
+def test_a_libcurl_failure_keeps_its_code_and_cause(tmp_path: Path, server: Any) -> None:
+    from tests.servers import free_port
+
+    with runtime(tmp_path) as rt:
+        refused = _fail(rt.download_file(f"http://127.0.0.1:{free_port()}/x"))
+        timed_out = _fail(rt.download_file(server.url + "/hang", timeout=200))
+    for err, code in ((refused, 7), (timed_out, 28)):
+        assert err.curl_code == code
+        assert isinstance(err.__cause__, pycurl.error)
+        assert err.__cause__.args[0] == code
+        assert err.__cause__.args[1]  # libcurl's own words
+        assert err.__cause__.__traceback__ is None  # no frames of ours kept alive
+
+
+def test_a_tls_failure_explained_by_the_rules_keeps_its_code_and_cause() -> None:
+    from wxtransfer._rules import explain_failure
+
+    err = explain_failure(map_curl_error("downloadFile", 60, "unable to get issuer"), 60)
+    assert "[rule: valid certificate]" in err.err_msg
+    assert err.curl_code == 60
+    assert isinstance(err.__cause__, pycurl.error) and err.__cause__.args[0] == 60
+
+
+def test_a_full_disk_keeps_the_operating_systems_error(
+    tmp_path: Path, server: Any, small_tmpfs: Path
+) -> None:
+    with runtime(tmp_path) as rt:
+        err = _fail(rt.download_file(server.url + f"/bytes/{3 << 20}", file_path=small_tmpfs / "x"))
+    assert isinstance(err, wxtransfer.FileError)
+    assert err.curl_code in (0, 23)  # 23: libcurl's write error, when it is the one to stop
+    assert isinstance(err.__cause__, OSError)
+    assert err.__cause__.errno == errno_codes.ENOSPC
+    assert leftovers(small_tmpfs) == []
+
+
+def test_errors_of_a_call_keep_their_cause(tmp_path: Path) -> None:
+    with runtime(tmp_path) as rt:
+        missing = _fail(rt.upload_file("http://127.0.0.1:1/u", tmp_path / "nope", "file"))
+        bad_port = _fail(rt.download_file("http://127.0.0.1:99999/x"))
+    assert isinstance(missing.__cause__, FileNotFoundError)
+    assert isinstance(bad_port.__cause__, ValueError)
+    assert missing.curl_code == bad_port.curl_code == 0
+
+
+def test_curl_code_survives_pickling() -> None:
+    err = map_curl_error("downloadFile", 7, "Connection refused")
+    copy = pickle.loads(pickle.dumps(err))
+    assert (type(copy), copy.err_msg, copy.errno, copy.curl_code) == (
+        wxtransfer.NetworkError,
+        err.err_msg,
+        600001,
+        7,
+    )
+    assert copy.to_dict() == {"errMsg": err.err_msg, "errno": 600001}  # the platform's keys

@@ -445,25 +445,6 @@ def test_the_first_runtime_sweeps_its_temp_parent(tmp_path: Path) -> None:
 # ---- a failed save leaves nothing in the store --------------------------------------------
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-            check=True,
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a 2 MB tmpfs here ({exc}); the disk-full save needs one")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)
-
-
 def test_a_save_that_fills_the_disk_leaves_no_part_and_keeps_the_temp_file(
     tmp_path: Path, server: ServerThread, small_tmpfs: Path
 ) -> None:

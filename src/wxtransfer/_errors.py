@@ -47,12 +47,18 @@ class Errno:
 
 
 class TransferError(Exception):
-    """A failed call, as the platform's ``fail`` callback sees it: ``errMsg`` and ``errno``."""
+    """A failed call, as the platform's ``fail`` callback sees it: ``errMsg`` and ``errno``.
 
-    def __init__(self, err_msg: str, errno: int) -> None:
+    ``curl_code`` is libcurl's result code behind it (0 when libcurl had none), and
+    ``__cause__`` the underlying error where there is one: libcurl's (a ``pycurl.error``
+    with its code and message) or the operating system's (an ``OSError``).
+    """
+
+    def __init__(self, err_msg: str, errno: int, *, curl_code: int = 0) -> None:
         super().__init__(err_msg)
         self.err_msg = err_msg
         self.errno = errno
+        self.curl_code = curl_code
 
     def __getitem__(self, key: str) -> Any:
         if key == "errMsg":
@@ -72,7 +78,7 @@ class TransferError(Exception):
         return f"{type(self).__name__}({self.err_msg!r}, errno={self.errno})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.err_msg, self.errno))
+        return (type(self), (self.err_msg, self.errno), {"curl_code": self.curl_code})
 
 
 class AbortError(TransferError):

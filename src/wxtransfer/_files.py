@@ -250,7 +250,7 @@ class SavedFileStore:
         try:
             self._move_exclusive(temp, target)
         except OSError as exc:
-            raise _file_error(api, exc, target) from None
+            raise _file_error(api, exc, target) from exc
         return target
 
     @staticmethod
@@ -302,7 +302,7 @@ class SavedFileStore:
         try:
             st = os.stat(path)
         except OSError as exc:
-            raise _file_error(api, exc, path) from None
+            raise _file_error(api, exc, path) from exc
         return SavedFileInfo(os.path.abspath(path), st.st_size, int(st.st_mtime))
 
     def remove(self, file_path: str) -> None:
@@ -315,7 +315,7 @@ class SavedFileStore:
         try:
             os.unlink(path)
         except OSError as exc:
-            raise _file_error(api, exc, path) from None
+            raise _file_error(api, exc, path) from exc
         with contextlib.suppress(OSError):
             _fsync_dir(str(self.root))
 
@@ -338,5 +338,5 @@ def get_file_info(file_path: str, digest_algorithm: str = "md5") -> FileInfo:
             while block := f.read(1 << 20):
                 digest.update(block)
     except OSError as exc:
-        raise _file_error(api, exc, path) from None
+        raise _file_error(api, exc, path) from exc
     return FileInfo(st.st_size, digest.hexdigest())

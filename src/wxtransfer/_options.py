@@ -108,7 +108,7 @@ def _parse_url(api: Api, url: object) -> str:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise InvalidArgumentError(f"{api}:fail invalid URL: {exc}", Errno.INVALID_URL) from None
+        raise InvalidArgumentError(f"{api}:fail invalid URL: {exc}", Errno.INVALID_URL) from exc
     if parts.scheme.lower() not in ("http", "https"):
         raise InvalidArgumentError(
             f"{api}:fail invalid URL: scheme must be http or https, got {url!r}",
@@ -260,14 +260,14 @@ def _check_upload_file(path: str) -> int:
     """The size of the file to upload; raise when it cannot be read."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise FileError(f"uploadFile:fail file not found {path}", Errno.INVALID_ARGUMENT) from None
-    except PermissionError:
+    except FileNotFoundError as exc:
+        raise FileError(f"uploadFile:fail file not found {path}", Errno.INVALID_ARGUMENT) from exc
+    except PermissionError as exc:
         raise FileError(
             f"uploadFile:fail permission denied {path}", Errno.INVALID_ARGUMENT
-        ) from None
+        ) from exc
     except OSError as exc:
-        raise FileError(f"uploadFile:fail {exc.strerror} {path}", Errno.INVALID_ARGUMENT) from None
+        raise FileError(f"uploadFile:fail {exc.strerror} {path}", Errno.INVALID_ARGUMENT) from exc
     if stat.S_ISDIR(st.st_mode):
         raise FileError(f"uploadFile:fail is a directory {path}", Errno.INVALID_ARGUMENT)
     if not _surely_readable(st) and not os.access(path, os.R_OK):

@@ -42,14 +42,19 @@ Job = Callable[[], None]
 
 
 def save_error(exc: OSError, path: str) -> FileError:
-    """The platform's error for a download that cannot be saved."""
+    """The platform's error for a download that cannot be saved; ``exc`` is its cause."""
     if isinstance(exc, PermissionError):
-        return FileError(
+        error = FileError(
             f"downloadFile:fail permission denied can not open file {path}",
             Errno.PERMISSION_DENIED,
         )
-    reason = exc.strerror or str(exc)
-    return FileError(f"downloadFile:fail download save file error: {reason}", Errno.SAVE_FILE_ERROR)
+    else:
+        reason = exc.strerror or str(exc)
+        error = FileError(
+            f"downloadFile:fail download save file error: {reason}", Errno.SAVE_FILE_ERROR
+        )
+    error.__cause__ = exc
+    return error
 
 
 _FALLOC_FL_KEEP_SIZE = 1

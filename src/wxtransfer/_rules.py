@@ -333,7 +333,9 @@ def explain_failure(error: TransferError, code: int) -> TransferError:
             "[rule: TLS 1.2 or newer] the handshake failed with TLS 1.2+ and verification "
             "on. Fix: enable TLS 1.2 or 1.3 on the server and serve a chain that verifies."
         )
-    return NetworkError(f"{error.err_msg} {hint}", error.errno)
+    explained = NetworkError(f"{error.err_msg} {hint}", error.errno, curl_code=error.curl_code)
+    explained.__cause__ = error.__cause__
+    return explained
 
 
 def referer(app_id: str, version: str) -> str:

@@ -245,6 +245,8 @@ class Task(Generic[R, P]):
         if isinstance(outcome, TransferError):
             # The traceback only shows our internals and would tie the task in a cycle.
             outcome.__traceback__ = None
+            if outcome.__cause__ is not None:
+                outcome.__cause__.__traceback__ = None
         with self._lock:
             if self._outcome is not None:
                 return False

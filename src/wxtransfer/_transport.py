@@ -147,7 +147,9 @@ def map_curl_error(
     message = f"{api}:fail {reason}"
     if detail and cls is NetworkError and detail not in reason:
         message += f": {detail}"
-    return cls(message, errno)
+    error = cls(message, errno, curl_code=code)
+    error.__cause__ = pycurl.error(code, detail)
+    return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +446,7 @@ class Transfer:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise map_curl_error(self.api, 26, exc.strerror or "") from None
+            raise map_curl_error(self.api, 26, exc.strerror or "") from exc
         return data if len(data) <= _SMALL_UPLOAD else None
 
     # ---- the response head -----------------------------------------------------------
@@ -635,7 +637,7 @@ class Transfer:
             try:
                 folder = self.config.temp_dir()
             except OSError as exc:
-                raise save_error(exc, "temp folder") from None
+                raise save_error(exc, "temp folder") from exc
             ext = _extension(self.url, self.head.get("content-type"))
             temp_file = os.path.join(folder, secrets.token_hex(8) + ext)
         return DownloadFileResult(
