@@ -80,11 +80,13 @@ def upload_file(
     success: Callable[[UploadFileResult], object] | None = None,
     fail: Callable[[TransferError], object] | None = None,
     complete: Callable[[Any], object] | None = None,
+    stall_timeout: int | float | None = None,
     **options: bool,
 ) -> UploadTask:
     """Upload ``file_path`` as multipart field ``name`` with the default runtime.
 
-    ``timeout`` is in milliseconds. Returns an ``UploadTask`` at once; never raises.
+    ``timeout`` and ``stall_timeout`` are in milliseconds. Returns an ``UploadTask`` at
+    once; never raises.
     """
     return default_runtime().upload_file(
         url,
@@ -96,6 +98,7 @@ def upload_file(
         success=success,
         fail=fail,
         complete=complete,
+        stall_timeout=stall_timeout,
         **options,
     )
 
@@ -109,11 +112,13 @@ def download_file(
     success: Callable[[DownloadFileResult], object] | None = None,
     fail: Callable[[TransferError], object] | None = None,
     complete: Callable[[Any], object] | None = None,
+    stall_timeout: int | float | None = None,
     **options: bool,
 ) -> DownloadTask:
     """Download ``url`` to a temp file (or ``file_path``) with the default runtime.
 
-    ``timeout`` is in milliseconds. Returns a ``DownloadTask`` at once; never raises.
+    ``timeout`` and ``stall_timeout`` are in milliseconds. Returns a ``DownloadTask`` at
+    once; never raises.
     """
     return default_runtime().download_file(
         url,
@@ -123,6 +128,7 @@ def download_file(
         success=success,
         fail=fail,
         complete=complete,
+        stall_timeout=stall_timeout,
         **options,
     )
 

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
+import itertools
 import logging
+import math
 import os
 import queue
 import select
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pycurl
 
-from ._errors import AbortError, Errno, TransferError
+from ._errors import AbortError, Errno, TimeoutError, TransferError
 from ._events import TaskEvents, hold_wakeups, release_wakeups
 from ._flow import advance, follow_redirects
 from ._options import Api, Request
@@ -53,10 +57,12 @@ class Engine:
         limits: dict[Api, int],
         timeouts: dict[Api, int],
         name: str = "wxtransfer-engine",
+        stall_timeout_ms: int = 0,
     ) -> None:
         self._config = config
         self._limits = limits
         self._timeouts = timeouts
+        self._stall_timeout_ms = stall_timeout_ms  # the runtime's default; 0: off
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -82,6 +88,9 @@ class Engine:
         self._active: dict[Api, int] = {"uploadFile": 0, "downloadFile": 0}
         self._by_handle: dict[Any, Transfer] = {}
         self._by_task: dict[int, Transfer] = {}
+        # timers: (when, order, what), on the engine thread's monotonic clock
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_order = itertools.count()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -148,9 +157,13 @@ class Engine:
                     if self._closed.is_set():
                         return
                 self._perform()
+                if self._timers:
+                    self._run_timers()
                 if self._added:  # a finished transfer made room for the next: start it
                     continue
                 wait = self._watch()
+                if self._timers:
+                    wait = self._timer_wait(wait)
                 release_wakeups()  # callers waiting on a result run while we wait here
                 with self._lock:
                     if commands.empty():
@@ -200,6 +213,51 @@ class Engine:
         if running < len(self._by_handle):
             self._collect()
 
+    # ---- timers: waits the loop keeps, since the engine thread never sleeps ----------
+
+    def _schedule(self, delay: float, action: Callable[[], None]) -> None:
+        """Run ``action`` on the engine thread in ``delay`` seconds (or a little after)."""
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_order), action))
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            heapq.heappop(timers)[2]()
+
+    def _timer_wait(self, wait: int) -> int:
+        """``wait`` (ms, -1: none) cut to the first timer."""
+        due = max(0, math.ceil((self._timers[0][0] - time.monotonic()) * 1000))
+        return due if wait < 0 else min(wait, due)
+
+    def _watch_stall(self, transfer: Transfer, stall_ms: int) -> None:
+        """Fail ``transfer`` once no byte has moved, either way, for ``stall_ms``.
+
+        libcurl's own low-speed check averages over seconds; this looks at its byte
+        counters a few times per period instead, so a stall is known within a quarter of
+        it, and costs nothing per byte.
+        """
+        period = stall_ms / 1000
+        interval = max(0.01, period / 4)
+        last = [transfer.moved(), time.monotonic()]  # bytes, and when they last changed
+
+        def check() -> None:
+            if self._by_handle.get(transfer.curl) is not transfer:
+                return  # ended
+            moved, now = transfer.moved(), time.monotonic()
+            if moved != last[0]:
+                last[0], last[1] = moved, now
+            elif now - last[1] >= period:
+                stalled = TimeoutError(
+                    f"{transfer.api}:fail timeout (stalled: no byte moved for {stall_ms} ms)",
+                    Errno.TIMEOUT,
+                )
+                self._finish(transfer, stalled)
+                return
+            self._schedule(interval, check)
+
+        self._schedule(interval, check)
+
     def _watch(self) -> int:
         """Register the sockets libcurl waits on; the poll timeout in ms (-1: none)."""
         if not self._by_handle:
@@ -247,6 +305,11 @@ class Engine:
                 self._by_handle[transfer.curl] = transfer
                 self._multi.add_handle(transfer.curl)
                 self._added = True
+                stall_ms = transfer.request.stall_timeout_ms
+                if stall_ms is None:
+                    stall_ms = self._stall_timeout_ms
+                if stall_ms:
+                    self._watch_stall(transfer, stall_ms)
             except pycurl.error as exc:
                 self._finish(transfer, transfer.failure(exc.args[0], str(exc.args[-1])))
             except TransferError as exc:

@@ -43,6 +43,7 @@ class Request:
     url: str
     headers: list[tuple[str, str]]
     timeout_ms: int | None  # None: the runtime's default; 0: no limit
+    stall_timeout_ms: int | None = None  # None: the runtime's default; 0: off
     # upload
     file_path: str | None = None
     name: str | None = None
@@ -227,6 +228,19 @@ def _check_timeout(api: Api, timeout: object) -> int | None:
     return max(1, math.ceil(timeout)) if timeout else 0
 
 
+def _check_stall_timeout(api: Api, value: object) -> int | None:
+    """``stall_timeout`` in ms: None (the runtime's default), 0 (off) or a positive number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise _param_error(api, f"stall_timeout should be a number of milliseconds, not {value!r}")
+    if value < 0:
+        raise _param_error(api, f"stall_timeout should be >= 0 milliseconds, got {value!r}")
+    if math.isinf(value):
+        return 0
+    return max(1, math.ceil(value)) if value else 0
+
+
 def _check_path(api: Api, what: str, value: object) -> str:
     if type(value) is not str:
         if isinstance(value, os.PathLike):
@@ -330,6 +344,7 @@ def validate_upload(
     enable_http2: object = False,
     enable_quic: object = False,
     enable_profile: object = True,
+    stall_timeout: object = None,
 ) -> Request:
     """Check an upload call; raise the error its ``fail`` should receive."""
     api: Api = "uploadFile"
@@ -351,6 +366,7 @@ def validate_upload(
         url=checked_url,
         headers=headers,
         timeout_ms=timeout_ms,
+        stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
         file_path=path,
         name=name,
         filename=filename,
@@ -411,6 +427,7 @@ def validate_download(
     enable_http2: object = False,
     enable_quic: object = False,
     enable_profile: object = True,
+    stall_timeout: object = None,
 ) -> Request:
     """Check a download call, including that ``file_path`` can be written, before sending."""
     api: Api = "downloadFile"
@@ -428,6 +445,7 @@ def validate_download(
         url=checked_url,
         headers=headers,
         timeout_ms=timeout_ms,
+        stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
         target_path=target,
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),

@@ -61,6 +61,7 @@ class Runtime:
     ``--resolve`` (a value with a port, ``"127.0.0.1:8443"``, also redirects the port, like
     ``--connect-to``); ``ca_file`` adds a CA bundle to the system's trusted ones.
     ``rules=WeChatRules(...)`` applies the platform's network rules (docs/rules.md).
+    ``default_stall_timeout`` (ms) is the ``stall_timeout`` of calls that give none.
     Closing a runtime (``close()`` or leaving its ``with`` block) aborts what still runs.
     """
 
@@ -75,6 +76,7 @@ class Runtime:
         resolve: Mapping[str, str] | None = None,
         ca_file: str | os.PathLike[str] | None = None,
         rules: WeChatRules | None = None,
+        default_stall_timeout: int | None = None,
     ) -> None:
         if rules is not None and not isinstance(rules, WeChatRules):
             raise ValueError(f"rules should be a WeChatRules, not {type(rules).__name__}")
@@ -92,6 +94,15 @@ class Runtime:
         ):
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 raise ValueError(f"{what} should be an int >= 1, not {limit!r}")
+        if default_stall_timeout is not None and (
+            isinstance(default_stall_timeout, bool)
+            or not isinstance(default_stall_timeout, int)
+            or default_stall_timeout < 0
+        ):
+            raise ValueError(
+                f"default_stall_timeout should be milliseconds >= 0, not {default_stall_timeout!r}"
+            )
+        self._stall_timeout_ms = default_stall_timeout or 0
         if ca_file is not None and not os.path.isfile(ca_file):
             raise ValueError(f"ca_file {os.fspath(ca_file)!r} is not a file")
         self._timeouts: dict[Api, int] = {
@@ -138,11 +149,14 @@ class Runtime:
         enable_http2: bool = False,
         enable_quic: bool = False,
         enable_profile: bool = True,
+        stall_timeout: int | float | None = None,
     ) -> UploadTask:
         """POST ``file_path`` as multipart/form-data field ``name``; returns at once.
 
-        ``timeout`` is in milliseconds (0: no limit). Never raises: every failure reaches
-        ``fail`` and ``task.result()``.
+        ``timeout`` is in milliseconds (0: no limit); ``stall_timeout`` (ms) fails the
+        transfer once no byte has moved either way for that long (0: off; None: the
+        runtime's ``default_stall_timeout``). Never raises: every failure reaches ``fail``
+        and ``task.result()``.
         """
         task = UploadTask(
             "uploadFile",
@@ -163,6 +177,7 @@ class Runtime:
                 enable_http2=enable_http2,
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
+                stall_timeout=stall_timeout,
             )
         except TransferError as exc:
             task._report_done(exc)
@@ -183,11 +198,14 @@ class Runtime:
         enable_http2: bool = False,
         enable_quic: bool = False,
         enable_profile: bool = True,
+        stall_timeout: int | float | None = None,
     ) -> DownloadTask:
         """GET ``url`` into a temp file, or into ``file_path`` once complete; returns at once.
 
-        ``timeout`` is in milliseconds (0: no limit). Never raises: every failure reaches
-        ``fail`` and ``task.result()``.
+        ``timeout`` is in milliseconds (0: no limit); ``stall_timeout`` (ms) fails the
+        transfer once no byte has moved either way for that long (0: off; None: the
+        runtime's ``default_stall_timeout``). Never raises: every failure reaches ``fail``
+        and ``task.result()``.
         """
         task = DownloadTask(
             "downloadFile",
@@ -206,6 +224,7 @@ class Runtime:
                 enable_http2=enable_http2,
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
+                stall_timeout=stall_timeout,
             )
         except TransferError as exc:
             task._report_done(exc)
@@ -268,7 +287,7 @@ class Runtime:
             user_agent=f"wxtransfer/{__version__} libcurl/{libcurl}",
             rules=self._rules,
         )
-        return Engine(config, self._limits, self._timeouts)
+        return Engine(config, self._limits, self._timeouts, stall_timeout_ms=self._stall_timeout_ms)
 
     # ---- saved files -----------------------------------------------------------------
 

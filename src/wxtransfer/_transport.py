@@ -577,6 +577,16 @@ class Transfer:
         """The response being received has a chunked body."""
         return "chunked" in self.head.get("transfer-encoding", "").lower()
 
+    def moved(self) -> int:
+        """Bytes moved so far in this exchange, both ways, heads included."""
+        info = self.curl.getinfo
+        return int(
+            info(pycurl.SIZE_DOWNLOAD_T)
+            + info(pycurl.SIZE_UPLOAD_T)
+            + info(pycurl.HEADER_SIZE)
+            + info(pycurl.REQUEST_SIZE)
+        )
+
     def close(self) -> None:
         """Free the easy handle (the file, if any, is ``settle``'s)."""
         self.curl.close()
