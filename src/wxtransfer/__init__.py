@@ -81,6 +81,7 @@ def upload_file(
     fail: Callable[[TransferError], object] | None = None,
     complete: Callable[[Any], object] | None = None,
     stall_timeout: int | float | None = None,
+    max_speed: int | None = None,
     **options: bool,
 ) -> UploadTask:
     """Upload ``file_path`` as multipart field ``name`` with the default runtime.
@@ -99,6 +100,7 @@ def upload_file(
         fail=fail,
         complete=complete,
         stall_timeout=stall_timeout,
+        max_speed=max_speed,
         **options,
     )
 
@@ -113,6 +115,7 @@ def download_file(
     fail: Callable[[TransferError], object] | None = None,
     complete: Callable[[Any], object] | None = None,
     stall_timeout: int | float | None = None,
+    max_speed: int | None = None,
     **options: bool,
 ) -> DownloadTask:
     """Download ``url`` to a temp file (or ``file_path``) with the default runtime.
@@ -129,6 +132,7 @@ def download_file(
         fail=fail,
         complete=complete,
         stall_timeout=stall_timeout,
+        max_speed=max_speed,
         **options,
     )
 

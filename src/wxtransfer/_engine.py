@@ -58,11 +58,14 @@ class Engine:
         timeouts: dict[Api, int],
         name: str = "wxtransfer-engine",
         stall_timeout_ms: int = 0,
+        speed_caps: dict[Api, int] | None = None,
     ) -> None:
         self._config = config
         self._limits = limits
         self._timeouts = timeouts
         self._stall_timeout_ms = stall_timeout_ms  # the runtime's default; 0: off
+        # bytes per second for the sum of each API's transfers; 0: no cap
+        self._speed_caps: dict[Api, int] = speed_caps or {"uploadFile": 0, "downloadFile": 0}
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -297,6 +300,23 @@ class Engine:
 
     def _fill(self, api: Api) -> None:
         waiting = self._waiting[api]
+        if self._speed_caps[api]:  # a transfer ended, or more start: share the cap anew
+            self._fill_waiting(api, waiting)
+            self._share_speed(api)
+        elif waiting:
+            self._fill_waiting(api, waiting)
+
+    def _share_speed(self, api: Api) -> None:
+        """Give each running transfer of ``api`` an equal share of the runtime's cap (or
+        its own ``max_speed``, if lower): the sum stays under the cap. libcurl takes a new
+        limit on a running transfer at its next read or write."""
+        running = [t for t in self._by_handle.values() if t.api == api]
+        if running:
+            share = max(1, self._speed_caps[api] // len(running))
+            for transfer in running:
+                transfer.limit_speed(share)
+
+    def _fill_waiting(self, api: Api, waiting: collections.deque[Transfer]) -> None:
         while waiting and self._active[api] < self._limits[api]:
             transfer = waiting.popleft()
             self._active[api] += 1

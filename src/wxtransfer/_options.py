@@ -44,6 +44,7 @@ class Request:
     headers: list[tuple[str, str]]
     timeout_ms: int | None  # None: the runtime's default; 0: no limit
     stall_timeout_ms: int | None = None  # None: the runtime's default; 0: off
+    max_speed: int = 0  # bytes per second, this transfer; 0: no limit
     # upload
     file_path: str | None = None
     name: str | None = None
@@ -241,6 +242,19 @@ def _check_stall_timeout(api: Api, value: object) -> int | None:
     return max(1, math.ceil(value)) if value else 0
 
 
+def _check_max_speed(api: Api, value: object) -> int:
+    """``max_speed`` in bytes per second: None or 0 (no limit) or a positive number."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise _param_error(api, f"max_speed should be bytes per second, not {value!r}")
+    if value < 0:
+        raise _param_error(api, f"max_speed should be >= 0 bytes per second, got {value!r}")
+    if math.isinf(value):
+        return 0
+    return max(1, math.ceil(value)) if value else 0
+
+
 def _check_path(api: Api, what: str, value: object) -> str:
     if type(value) is not str:
         if isinstance(value, os.PathLike):
@@ -345,6 +359,7 @@ def validate_upload(
     enable_quic: object = False,
     enable_profile: object = True,
     stall_timeout: object = None,
+    max_speed: object = None,
 ) -> Request:
     """Check an upload call; raise the error its ``fail`` should receive."""
     api: Api = "uploadFile"
@@ -367,6 +382,7 @@ def validate_upload(
         headers=headers,
         timeout_ms=timeout_ms,
         stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
+        max_speed=_check_max_speed(api, max_speed),
         file_path=path,
         name=name,
         filename=filename,
@@ -428,6 +444,7 @@ def validate_download(
     enable_quic: object = False,
     enable_profile: object = True,
     stall_timeout: object = None,
+    max_speed: object = None,
 ) -> Request:
     """Check a download call, including that ``file_path`` can be written, before sending."""
     api: Api = "downloadFile"
@@ -446,6 +463,7 @@ def validate_download(
         headers=headers,
         timeout_ms=timeout_ms,
         stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
+        max_speed=_check_max_speed(api, max_speed),
         target_path=target,
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),

@@ -61,7 +61,9 @@ class Runtime:
     ``--resolve`` (a value with a port, ``"127.0.0.1:8443"``, also redirects the port, like
     ``--connect-to``); ``ca_file`` adds a CA bundle to the system's trusted ones.
     ``rules=WeChatRules(...)`` applies the platform's network rules (docs/rules.md).
-    ``default_stall_timeout`` (ms) is the ``stall_timeout`` of calls that give none.
+    ``default_stall_timeout`` (ms) is the ``stall_timeout`` of calls that give none;
+    ``max_download_speed`` / ``max_upload_speed`` (bytes per second) cap the sum of the
+    runtime's transfers in each direction.
     Closing a runtime (``close()`` or leaving its ``with`` block) aborts what still runs.
     """
 
@@ -77,6 +79,8 @@ class Runtime:
         ca_file: str | os.PathLike[str] | None = None,
         rules: WeChatRules | None = None,
         default_stall_timeout: int | None = None,
+        max_download_speed: int | None = None,
+        max_upload_speed: int | None = None,
     ) -> None:
         if rules is not None and not isinstance(rules, WeChatRules):
             raise ValueError(f"rules should be a WeChatRules, not {type(rules).__name__}")
@@ -103,6 +107,16 @@ class Runtime:
                 f"default_stall_timeout should be milliseconds >= 0, not {default_stall_timeout!r}"
             )
         self._stall_timeout_ms = default_stall_timeout or 0
+        for what, cap in (
+            ("max_upload_speed", max_upload_speed),
+            ("max_download_speed", max_download_speed),
+        ):
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+                raise ValueError(f"{what} should be bytes per second >= 0, not {cap!r}")
+        self._speed_caps: dict[Api, int] = {
+            "uploadFile": max_upload_speed or 0,
+            "downloadFile": max_download_speed or 0,
+        }
         if ca_file is not None and not os.path.isfile(ca_file):
             raise ValueError(f"ca_file {os.fspath(ca_file)!r} is not a file")
         self._timeouts: dict[Api, int] = {
@@ -150,13 +164,14 @@ class Runtime:
         enable_quic: bool = False,
         enable_profile: bool = True,
         stall_timeout: int | float | None = None,
+        max_speed: int | None = None,
     ) -> UploadTask:
         """POST ``file_path`` as multipart/form-data field ``name``; returns at once.
 
         ``timeout`` is in milliseconds (0: no limit); ``stall_timeout`` (ms) fails the
         transfer once no byte has moved either way for that long (0: off; None: the
-        runtime's ``default_stall_timeout``). Never raises: every failure reaches ``fail``
-        and ``task.result()``.
+        runtime's ``default_stall_timeout``); ``max_speed`` caps it in bytes per second.
+        Never raises: every failure reaches ``fail`` and ``task.result()``.
         """
         task = UploadTask(
             "uploadFile",
@@ -178,6 +193,7 @@ class Runtime:
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
                 stall_timeout=stall_timeout,
+                max_speed=max_speed,
             )
         except TransferError as exc:
             task._report_done(exc)
@@ -199,13 +215,14 @@ class Runtime:
         enable_quic: bool = False,
         enable_profile: bool = True,
         stall_timeout: int | float | None = None,
+        max_speed: int | None = None,
     ) -> DownloadTask:
         """GET ``url`` into a temp file, or into ``file_path`` once complete; returns at once.
 
         ``timeout`` is in milliseconds (0: no limit); ``stall_timeout`` (ms) fails the
         transfer once no byte has moved either way for that long (0: off; None: the
-        runtime's ``default_stall_timeout``). Never raises: every failure reaches ``fail``
-        and ``task.result()``.
+        runtime's ``default_stall_timeout``); ``max_speed`` caps it in bytes per second.
+        Never raises: every failure reaches ``fail`` and ``task.result()``.
         """
         task = DownloadTask(
             "downloadFile",
@@ -225,6 +242,7 @@ class Runtime:
                 enable_quic=enable_quic,
                 enable_profile=enable_profile,
                 stall_timeout=stall_timeout,
+                max_speed=max_speed,
             )
         except TransferError as exc:
             task._report_done(exc)
@@ -287,7 +305,13 @@ class Runtime:
             user_agent=f"wxtransfer/{__version__} libcurl/{libcurl}",
             rules=self._rules,
         )
-        return Engine(config, self._limits, self._timeouts, stall_timeout_ms=self._stall_timeout_ms)
+        return Engine(
+            config,
+            self._limits,
+            self._timeouts,
+            stall_timeout_ms=self._stall_timeout_ms,
+            speed_caps=self._speed_caps,
+        )
 
     # ---- saved files -----------------------------------------------------------------
 

@@ -338,6 +338,8 @@ class Transfer:
             timeout = default_timeout_ms
         self.start_wall = time.time_ns() // 1000
         self.deadline = time.monotonic() + timeout / 1000 if timeout else None
+        if self.request.max_speed:
+            self.limit_speed()
         self.begin(exchange)
 
     def begin(self, exchange: Exchange) -> None:
@@ -576,6 +578,18 @@ class Transfer:
     def _chunked(self) -> bool:
         """The response being received has a chunked body."""
         return "chunked" in self.head.get("transfer-encoding", "").lower()
+
+    def limit_speed(self, cap: int = 0) -> None:
+        """Bytes per second this transfer may move: its own ``max_speed`` or ``cap``
+        (its share of the runtime's), the lower that is set; 0 for neither."""
+        own = self.request.max_speed
+        limit = min(own, cap) if own and cap else own or cap
+        option = (
+            pycurl.MAX_RECV_SPEED_LARGE
+            if self.api == "downloadFile"
+            else pycurl.MAX_SEND_SPEED_LARGE
+        )
+        self.curl.setopt(option, limit)
 
     def moved(self) -> int:
         """Bytes moved so far in this exchange, both ways, heads included."""
