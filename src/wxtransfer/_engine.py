@@ -33,6 +33,7 @@ from ._flow import advance, follow_redirects
 from ._options import Api, Request
 from ._output import Writer
 from ._results import DownloadFileResult, UploadFileResult
+from ._trace import safe_url
 from ._transport import Transfer, TransportConfig, new_template
 
 __all__ = ["Engine"]
@@ -294,6 +295,8 @@ class Engine:
         handle = self._templates[request.api].duphandle()
         flow = follow_redirects(request, self._config.rules)
         transfer = Transfer(request, task, self._config, handle, self._writer, flow)
+        if transfer.trace:
+            logger.debug("%s #%d queued %s", request.api, transfer.number, safe_url(request.url))
         self._by_task[id(task)] = transfer
         self._waiting[request.api].append(transfer)
         self._fill(request.api)
@@ -322,6 +325,8 @@ class Engine:
             self._active[api] += 1
             try:
                 transfer.start(self._timeouts[api], next(transfer.flow))
+                if transfer.trace:
+                    logger.debug("%s #%d start", api, transfer.number)
                 self._by_handle[transfer.curl] = transfer
                 self._multi.add_handle(transfer.curl)
                 self._added = True
@@ -364,8 +369,17 @@ class Engine:
         """An exchange ended well: run the next one the flow asks for, or settle."""
         self._multi.remove_handle(transfer.curl)
         try:
-            exchange = advance(transfer.flow, transfer.answer())
+            answer = transfer.answer()
+            exchange = advance(transfer.flow, answer)
             if exchange is not None:
+                if transfer.trace:
+                    logger.debug(
+                        "%s #%d redirect %d to %s",
+                        transfer.api,
+                        transfer.number,
+                        answer.status,
+                        safe_url(exchange.url),
+                    )
                 transfer.begin(exchange)
                 self._multi.add_handle(transfer.curl)
                 self._added = True
@@ -386,6 +400,8 @@ class Engine:
         self._by_task.pop(id(transfer.task), None)
         transfer.close()
         self._active[transfer.api] -= 1
+        if transfer.trace:
+            _trace_end(transfer, outcome)
         transfer.settle(outcome)
         self._fill(transfer.api)
 
@@ -405,7 +421,10 @@ class Engine:
         self._by_handle.pop(transfer.curl, None)
         self._by_task.pop(id(transfer.task), None)
         transfer.close()
-        transfer.settle(AbortError(f"{transfer.api}:fail abort", Errno.ABORT))
+        aborted = AbortError(f"{transfer.api}:fail abort", Errno.ABORT)
+        if transfer.trace:
+            _trace_end(transfer, aborted)
+        transfer.settle(aborted)
 
     def _shutdown(self) -> None:
         with self._lock:
@@ -419,3 +438,19 @@ class Engine:
         os.close(self._wake_r)
         os.close(self._wake_w)
         self._closed.set()
+
+
+def _trace_end(transfer: Transfer, outcome: Outcome) -> None:
+    if isinstance(outcome, TransferError):
+        message = outcome.err_msg  # it may quote a URL: never with its query or userinfo
+        for url in {transfer.request.url, transfer.url}:
+            message = message.replace(url, safe_url(url))
+        logger.debug("%s #%d failed: %s", transfer.api, transfer.number, message)
+    else:
+        logger.debug(
+            "%s #%d done %d after %d exchange(s)",
+            transfer.api,
+            transfer.number,
+            outcome.status_code,
+            transfer.hops,
+        )

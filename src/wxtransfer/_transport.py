@@ -40,6 +40,7 @@ from ._results import (
     UploadProgress,
 )
 from ._rules import WeChatRules, configure_tls, explain_failure
+from ._trace import logger, next_number, tracing
 
 __all__ = [
     "ANSWER_ERRORS",
@@ -273,6 +274,7 @@ class Transfer:
         "lines",
         "mime",
         "next_event",
+        "number",
         "output",
         "queue_start",
         "redirecting",
@@ -280,6 +282,7 @@ class Transfer:
         "start_wall",
         "status",
         "task",
+        "trace",
         "url",
         "writer",
         "written",
@@ -296,6 +299,8 @@ class Transfer:
     ) -> None:
         self.request = request
         self.flow = flow  # what the engine sends next: redirects (see _flow.py)
+        self.number = next_number()
+        self.trace = tracing()  # DEBUG traces of its phases (see _trace.py)
         self.writer = writer
         self.task = task
         self.config = config
@@ -357,6 +362,8 @@ class Transfer:
         self.final = False
         c.setopt(pycurl.URL, self.url)
         c.setopt(pycurl.HEADERFUNCTION, self.on_header)
+        if self.trace:
+            c.setopt(pycurl.PREREQFUNCTION, self._trace_connected)
         if r.enable_quic:
             c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_3)
         elif r.enable_http2:
@@ -477,6 +484,8 @@ class Transfer:
         open the file. False (with ``self.error`` set) when the download may not go on.
         """
         self.parse_head()
+        if self.trace:
+            self._trace_head()
         if 100 <= self.status < 200 or self.redirecting:
             return True
         self.final = True
@@ -578,6 +587,21 @@ class Transfer:
     def _chunked(self) -> bool:
         """The response being received has a chunked body."""
         return "chunked" in self.head.get("transfer-encoding", "").lower()
+
+    def _trace_connected(self, peer_ip: str, local_ip: str, peer_port: int, local: int) -> int:
+        """libcurl's PREREQFUNCTION, set while tracing: connected, the request goes next."""
+        logger.debug("%s #%d connected %s:%d", self.api, self.number, peer_ip, peer_port)
+        return 0  # CURL_PREREQFUNC_OK
+
+    def _trace_head(self) -> None:
+        length = self.head.get("content-length")
+        logger.debug(
+            "%s #%d headers %d%s",
+            self.api,
+            self.number,
+            self.status,
+            f", Content-Length {length}" if length is not None else "",
+        )
 
     def limit_speed(self, cap: int = 0) -> None:
         """Bytes per second this transfer may move: its own ``max_speed`` or ``cap``
