@@ -19,6 +19,8 @@ EXPORTED = [
     "HeadersReceived",
     "InvalidArgumentError",
     "NetworkError",
+    "Retry",
+    "RetryEvent",
     "RuleError",
     "Runtime",
     "SavedFileInfo",

@@ -26,10 +26,12 @@ from ._results import (
     DownloadProgress,
     FileInfo,
     HeadersReceived,
+    RetryEvent,
     SavedFileInfo,
     UploadFileResult,
     UploadProgress,
 )
+from ._retry import Retry
 from ._rules import WeChatRules
 from ._runtime import Runtime, __version__, default_runtime, set_default_runtime
 from ._task import DownloadTask, Task, UploadTask
@@ -44,6 +46,8 @@ __all__ = [
     "HeadersReceived",
     "InvalidArgumentError",
     "NetworkError",
+    "Retry",
+    "RetryEvent",
     "RuleError",
     "Runtime",
     "SavedFileInfo",
@@ -82,6 +86,7 @@ def upload_file(
     complete: Callable[[Any], object] | None = None,
     stall_timeout: int | float | None = None,
     max_speed: int | None = None,
+    retry: int | Retry | None = None,
     **options: bool,
 ) -> UploadTask:
     """Upload ``file_path`` as multipart field ``name`` with the default runtime.
@@ -101,6 +106,7 @@ def upload_file(
         complete=complete,
         stall_timeout=stall_timeout,
         max_speed=max_speed,
+        retry=retry,
         **options,
     )
 
@@ -116,6 +122,7 @@ def download_file(
     complete: Callable[[Any], object] | None = None,
     stall_timeout: int | float | None = None,
     max_speed: int | None = None,
+    retry: int | Retry | None = None,
     **options: bool,
 ) -> DownloadTask:
     """Download ``url`` to a temp file (or ``file_path``) with the default runtime.
@@ -133,6 +140,7 @@ def download_file(
         complete=complete,
         stall_timeout=stall_timeout,
         max_speed=max_speed,
+        retry=retry,
         **options,
     )
 

@@ -29,10 +29,11 @@ import pycurl
 
 from ._errors import AbortError, Errno, TimeoutError, TransferError
 from ._events import TaskEvents, hold_wakeups, release_wakeups
-from ._flow import advance, follow_redirects
+from ._flow import Exchange, advance, transfer_flow
 from ._options import Api, Request
 from ._output import Writer
 from ._results import DownloadFileResult, UploadFileResult
+from ._retry import Retry
 from ._trace import safe_url
 from ._transport import Transfer, TransportConfig, new_template
 
@@ -60,11 +61,13 @@ class Engine:
         name: str = "wxtransfer-engine",
         stall_timeout_ms: int = 0,
         speed_caps: dict[Api, int] | None = None,
+        retry: Retry | None = None,
     ) -> None:
         self._config = config
         self._limits = limits
         self._timeouts = timeouts
         self._stall_timeout_ms = stall_timeout_ms  # the runtime's default; 0: off
+        self._retry = retry  # the runtime's default; None: no retry
         # bytes per second for the sum of each API's transfers; 0: no cap
         self._speed_caps: dict[Api, int] = speed_caps or {"uploadFile": 0, "downloadFile": 0}
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -249,15 +252,17 @@ class Engine:
             if self._by_handle.get(transfer.curl) is not transfer:
                 return  # ended
             moved, now = transfer.moved(), time.monotonic()
-            if moved != last[0]:
+            if moved != last[0] or transfer.waiting:  # a wait between attempts is no stall
                 last[0], last[1] = moved, now
             elif now - last[1] >= period:
                 stalled = TimeoutError(
                     f"{transfer.api}:fail timeout (stalled: no byte moved for {stall_ms} ms)",
                     Errno.TIMEOUT,
                 )
-                self._finish(transfer, stalled)
-                return
+                self._exchange_failed(transfer, stalled)  # tried again, if retry allows
+                if self._by_handle.get(transfer.curl) is not transfer:
+                    return
+                last[0], last[1] = -1, now
             self._schedule(interval, check)
 
         self._schedule(interval, check)
@@ -293,7 +298,8 @@ class Engine:
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
             return
         handle = self._templates[request.api].duphandle()
-        flow = follow_redirects(request, self._config.rules)
+        retry = request.retry if request.retry is not None else self._retry
+        flow = transfer_flow(request, self._config.rules, retry, deadline=lambda: transfer.deadline)
         transfer = Transfer(request, task, self._config, handle, self._writer, flow)
         if transfer.trace:
             logger.debug("%s #%d queued %s", request.api, transfer.number, safe_url(request.url))
@@ -361,7 +367,7 @@ class Engine:
             for handle, code, message in failed:
                 transfer = self._by_handle.get(handle)
                 if transfer is not None:
-                    self._finish(transfer, transfer.failure(code, message))
+                    self._exchange_failed(transfer, transfer.failure(code, message))
             if not queued:
                 return
 
@@ -372,7 +378,7 @@ class Engine:
             answer = transfer.answer()
             exchange = advance(transfer.flow, answer)
             if exchange is not None:
-                if transfer.trace:
+                if transfer.trace and exchange.event is None:
                     logger.debug(
                         "%s #%d redirect %d to %s",
                         transfer.api,
@@ -380,9 +386,7 @@ class Engine:
                         answer.status,
                         safe_url(exchange.url),
                     )
-                transfer.begin(exchange)
-                self._multi.add_handle(transfer.curl)
-                self._added = True
+                self._next_exchange(transfer, exchange)
                 return
             outcome: Outcome = transfer.result()
         except TransferError as exc:
@@ -390,6 +394,58 @@ class Engine:
         except pycurl.error as exc:
             outcome = transfer.failure(exc.args[0], str(exc.args[-1]))
         self._finish(transfer, outcome, removed=True)
+
+    def _exchange_failed(self, transfer: Transfer, error: TransferError) -> None:
+        """An exchange failed: the flow tries again (after its wait), or that is the end."""
+        with contextlib.suppress(pycurl.error):
+            self._multi.remove_handle(transfer.curl)
+        try:
+            exchange = advance(transfer.flow, transfer.answer_error(error))
+        except TransferError as exc:
+            self._finish(transfer, exc, removed=True)
+            return
+        if exchange is None:  # pragma: no cover - a flow never ends on an error
+            self._finish(transfer, error, removed=True)
+            return
+        self._next_exchange(transfer, exchange)
+
+    def _next_exchange(self, transfer: Transfer, exchange: Exchange) -> None:
+        """Start the flow's next exchange now, or once its wait is over."""
+        event = exchange.event
+        if event is not None:
+            if transfer.trace:
+                reason = event.error.err_msg if event.error else f"status {event.status_code}"
+                logger.debug(
+                    "%s #%d retry: attempt %d in %.3f s after %s%s",
+                    transfer.api,
+                    transfer.number,
+                    event.attempt,
+                    event.delay,
+                    reason,
+                    f", continuing from byte {exchange.resume.offset}" if exchange.resume else "",
+                )
+            transfer.task._report_retry(event)
+        if exchange.delay > 0:
+            transfer.waiting = True
+            self._schedule(exchange.delay, lambda: self._after_wait(transfer, exchange))
+            return
+        self._begin(transfer, exchange)
+
+    def _after_wait(self, transfer: Transfer, exchange: Exchange) -> None:
+        if self._by_handle.get(transfer.curl) is not transfer:
+            return  # aborted, or the runtime closed, meanwhile
+        transfer.waiting = False
+        self._begin(transfer, exchange)
+
+    def _begin(self, transfer: Transfer, exchange: Exchange) -> None:
+        try:
+            transfer.begin(exchange)
+            self._multi.add_handle(transfer.curl)
+            self._added = True
+        except pycurl.error as exc:
+            self._finish(transfer, transfer.failure(exc.args[0], str(exc.args[-1])), removed=True)
+        except TransferError as exc:
+            self._finish(transfer, exc, removed=True)
 
     def _finish(self, transfer: Transfer, outcome: Outcome, removed: bool = False) -> None:
         """End an active transfer: free its handle and slot, report, start the next."""
@@ -400,6 +456,8 @@ class Engine:
         self._by_task.pop(id(transfer.task), None)
         transfer.close()
         self._active[transfer.api] -= 1
+        if isinstance(outcome, TransferError) and not outcome.attempts:
+            outcome.attempts = transfer.hops
         if transfer.trace:
             _trace_end(transfer, outcome)
         transfer.settle(outcome)

@@ -49,9 +49,10 @@ class Errno:
 class TransferError(Exception):
     """A failed call, as the platform's ``fail`` callback sees it: ``errMsg`` and ``errno``.
 
-    ``curl_code`` is libcurl's result code behind it (0 when libcurl had none), and
-    ``__cause__`` the underlying error where there is one: libcurl's (a ``pycurl.error``
-    with its code and message) or the operating system's (an ``OSError``).
+    ``curl_code`` is libcurl's result code behind it (0 when libcurl had none),
+    ``attempts`` the requests made (0 when none was), and ``__cause__`` the underlying
+    error where there is one: libcurl's (a ``pycurl.error`` with its code and message) or
+    the operating system's (an ``OSError``).
     """
 
     def __init__(self, err_msg: str, errno: int, *, curl_code: int = 0) -> None:
@@ -59,6 +60,7 @@ class TransferError(Exception):
         self.err_msg = err_msg
         self.errno = errno
         self.curl_code = curl_code
+        self.attempts = 0  # requests made before it failed (0: none was)
 
     def __getitem__(self, key: str) -> Any:
         if key == "errMsg":
@@ -78,7 +80,8 @@ class TransferError(Exception):
         return f"{type(self).__name__}({self.err_msg!r}, errno={self.errno})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.err_msg, self.errno), {"curl_code": self.curl_code})
+        state = {"curl_code": self.curl_code, "attempts": self.attempts}
+        return (type(self), (self.err_msg, self.errno), state)
 
 
 class AbortError(TransferError):

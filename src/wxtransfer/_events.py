@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         DownloadFileResult,
         DownloadProgress,
         HeadersReceived,
+        RetryEvent,
         UploadFileResult,
         UploadProgress,
     )
@@ -39,6 +40,10 @@ class TaskEvents(Protocol):
     def _report_progress(self, event: UploadProgress | DownloadProgress) -> None: ...
 
     def _report_headers(self, event: HeadersReceived) -> None: ...
+
+    def _report_retry(self, event: RetryEvent) -> None:
+        """An attempt is about to start again (never replayed to a late listener)."""
+        ...
 
     def _report_done(self, outcome: UploadFileResult | DownloadFileResult | TransferError) -> bool:
         """Record the outcome once; False when one was recorded already."""

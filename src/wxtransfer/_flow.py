@@ -6,19 +6,26 @@ exchange ended; when it returns, the last answer is the final one; when it raise
 ``TransferError``, that is the transfer's failure. The engine runs it, one exchange at a
 time, and the flow can be tested with no server at all.
 
-Redirects are the first flow (SPEC §5): downloads follow 301/302/303/307/308, uploads only
-307/308 (their body is sent again), at most 10; ``Authorization`` and ``Cookie`` are not
-carried to another host, and platform rules may refuse a hop before it is contacted.
+Redirects (SPEC §5): downloads follow 301/302/303/307/308, uploads only 307/308 (their
+body is sent again), at most 10; ``Authorization`` and ``Cookie`` are not carried to
+another host, and platform rules may refuse a hop before it is contacted. Retries
+(SPEC §8): a failure or a status worth another attempt is tried again after a wait the
+engine keeps as a timer, within the transfer's deadline; a download continues where it
+stopped when the server allows it, and never joins bytes of two versions.
 """
 
 from __future__ import annotations
 
+import random
+import time
 import urllib.parse
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import NamedTuple
 
-from ._errors import Errno, InvalidArgumentError, NetworkError
+from ._errors import Errno, InvalidArgumentError, NetworkError, TransferError
 from ._options import Api, Request
+from ._results import RetryEvent
+from ._retry import Retry, backoff_delay, cannot_connect, retryable, status_wait
 from ._rules import WeChatRules
 
 __all__ = [
@@ -28,9 +35,11 @@ __all__ = [
     "Answer",
     "Exchange",
     "Flow",
+    "Resume",
     "advance",
     "follow_redirects",
     "same_origin",
+    "transfer_flow",
 ]
 
 MAX_REDIRECTS = 10
@@ -39,21 +48,46 @@ UPLOAD_REDIRECTS = frozenset({307, 308})
 _PRIVATE_HEADERS = frozenset({"authorization", "cookie"})
 
 
+class Resume(NamedTuple):
+    """Continue a download: ask for the bytes from ``offset`` with ``If-Range:
+    validator``, and take only a 206 that starts there and whose complete length is
+    ``total``."""
+
+    offset: int
+    validator: str
+    total: int
+
+
 class Exchange(NamedTuple):
-    """One request to make: where, with which headers, and which statuses the flow may
-    follow (a response with one of them and a ``Location`` is not the final one)."""
+    """One request to make: where, with which headers, which statuses the flow may
+    follow (a response with one of them and a ``Location`` is not the final one), and
+    for an attempt after the first: the wait before it, the event to report, whether to
+    continue a download, and ``judge``, which says of a response status whether it will
+    be tried again (the wait) or is final (None) while its body can still be kept."""
 
     url: str
     headers: list[tuple[str, str]]
     follow: frozenset[int]
+    delay: float = 0.0
+    event: RetryEvent | None = None
+    resume: Resume | None = None
+    judge: Callable[[int, Mapping[str, str]], float | None] | None = None
 
 
 class Answer(NamedTuple):
-    """How an exchange ended, once its response came in full: the status, and where its
-    ``Location`` points (absolute), when it was one the exchange was told to follow."""
+    """How an exchange ended: a response (``status``, its ``Location`` when it is one to
+    follow, ``retry_wait`` when ``judge`` chose to try it again) or an ``error``; and
+    what a download holds: its bytes, the validator and complete length of the response
+    they belong to, and ``restart`` when a range answer did not fit them."""
 
-    status: int
+    status: int = 0
     location: str | None = None
+    error: TransferError | None = None
+    retry_wait: float | None = None
+    held: int = 0
+    validator: str | None = None
+    total: int = 0
+    restart: bool = False
 
 
 Flow = Generator[Exchange, Answer, None]
@@ -82,24 +116,96 @@ def same_origin(a: str, b: str) -> bool:
 
 def follow_redirects(request: Request, rules: WeChatRules | None = None) -> Flow:
     """The request, then each redirect it may follow, until a response that is final."""
+    return transfer_flow(request, rules)
+
+
+def transfer_flow(
+    request: Request,
+    rules: WeChatRules | None = None,
+    retry: Retry | None = None,
+    *,
+    deadline: Callable[[], float | None] = lambda: None,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+    draw: Callable[[], float] = random.random,
+) -> Flow:
+    """A transfer's requests: the first, the redirects it follows, and with ``retry`` the
+    attempts after a failure or a status to try again, each after its wait.
+
+    ``deadline`` (on ``clock``) is the transfer's: a wait that would pass it is not taken.
+    A download tried again continues where it stopped when the response it holds has a
+    validator and a known length (Range + If-Range), else starts over.
+    """
     api: Api = request.api
     follow = DOWNLOAD_REDIRECTS if api == "downloadFile" else UPLOAD_REDIRECTS
     url, headers = request.url, request.headers
+    may_continue = api == "downloadFile" and not any(k.lower() == "range" for k, _ in headers)
+    policy = retry if retry is not None and retry.total else None
+    retries_left = policy.total if policy is not None else 0
+    attempt = 1
     redirects = 0
+    delay = 0.0
+    event: RetryEvent | None = None
+    resume: Resume | None = None
+
+    def fits(wait: float) -> bool:
+        end = deadline()
+        return end is None or clock() + wait < end
+
+    def judge(status: int, head: Mapping[str, str]) -> float | None:
+        assert policy is not None
+        if not retries_left or status not in policy.statuses:
+            return None
+        if api == "uploadFile" and not policy.resend_uploads:
+            return None  # the body was sent: a POST is not tried twice
+        wait = status_wait(policy, status, head.get("retry-after"), wall_clock())
+        if wait is None:
+            wait = backoff_delay(policy, attempt + 1, draw)
+        return wait if fits(wait) else None
+
     while True:
-        answer = yield Exchange(url, headers, follow)
-        target = answer.location
-        if answer.status not in follow or not target:
-            return
-        if redirects >= MAX_REDIRECTS:
-            raise NetworkError(f"{api}:fail too many redirects", Errno.TOO_MANY_REDIRECTS)
-        if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
-            raise InvalidArgumentError(
-                f"{api}:fail invalid URL: redirect to unsupported {target!r}", Errno.INVALID_URL
-            )
-        if rules is not None:  # before the next host is contacted
-            rules.check_redirect(api, url, target)
-        if not same_origin(url, target):
-            headers = [(k, v) for k, v in headers if k.lower() not in _PRIVATE_HEADERS]
-        redirects += 1
-        url = target
+        sent = headers
+        if resume is not None:
+            sent = [*headers, ("Range", f"bytes={resume.offset}-"), ("If-Range", resume.validator)]
+        answer = yield Exchange(
+            url, sent, follow, delay, event, resume, judge if retries_left else None
+        )
+        error = answer.error
+        if error is not None:
+            if policy is None or not retries_left or not (answer.restart or retryable(error)):
+                raise error
+            if api == "uploadFile" and not (cannot_connect(error) or policy.resend_uploads):
+                raise error
+            wait = backoff_delay(policy, attempt + 1, draw)
+            if not fits(wait):
+                raise error
+        elif answer.retry_wait is not None:
+            wait = answer.retry_wait
+        else:
+            target = answer.location
+            if answer.status not in follow or not target:
+                return
+            if redirects >= MAX_REDIRECTS:
+                raise NetworkError(f"{api}:fail too many redirects", Errno.TOO_MANY_REDIRECTS)
+            if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
+                raise InvalidArgumentError(
+                    f"{api}:fail invalid URL: redirect to unsupported {target!r}",
+                    Errno.INVALID_URL,
+                )
+            if rules is not None:  # before the next host is contacted
+                rules.check_redirect(api, url, target)
+            if not same_origin(url, target):
+                headers = [(k, v) for k, v in headers if k.lower() not in _PRIVATE_HEADERS]
+            redirects += 1
+            url = target
+            delay, event = 0.0, None
+            continue
+        # try again, after ``wait``
+        attempt += 1
+        retries_left -= 1
+        delay = wait
+        event = RetryEvent(attempt, wait, error, 0 if error is not None else answer.status)
+        resume = None
+        if may_continue and not answer.restart and answer.held and answer.validator:
+            if answer.total > answer.held:
+                resume = Resume(answer.held, answer.validator, answer.total)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._errors import Errno, FileError, InvalidArgumentError
+from ._retry import Retry, as_retry
 
 __all__ = [
     "Api",
@@ -45,6 +46,7 @@ class Request:
     timeout_ms: int | None  # None: the runtime's default; 0: no limit
     stall_timeout_ms: int | None = None  # None: the runtime's default; 0: off
     max_speed: int = 0  # bytes per second, this transfer; 0: no limit
+    retry: Retry | None = None  # None: the runtime's default
     # upload
     file_path: str | None = None
     name: str | None = None
@@ -242,6 +244,15 @@ def _check_stall_timeout(api: Api, value: object) -> int | None:
     return max(1, math.ceil(value)) if value else 0
 
 
+def _check_retry(api: Api, value: object) -> Retry | None:
+    if value is None:
+        return None
+    try:
+        return as_retry(value)
+    except ValueError as exc:
+        raise _param_error(api, str(exc)) from exc
+
+
 def _check_max_speed(api: Api, value: object) -> int:
     """``max_speed`` in bytes per second: None or 0 (no limit) or a positive number."""
     if value is None:
@@ -360,6 +371,7 @@ def validate_upload(
     enable_profile: object = True,
     stall_timeout: object = None,
     max_speed: object = None,
+    retry: object = None,
 ) -> Request:
     """Check an upload call; raise the error its ``fail`` should receive."""
     api: Api = "uploadFile"
@@ -383,6 +395,7 @@ def validate_upload(
         timeout_ms=timeout_ms,
         stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
         max_speed=_check_max_speed(api, max_speed),
+        retry=_check_retry(api, retry),
         file_path=path,
         name=name,
         filename=filename,
@@ -445,6 +458,7 @@ def validate_download(
     enable_profile: object = True,
     stall_timeout: object = None,
     max_speed: object = None,
+    retry: object = None,
 ) -> Request:
     """Check a download call, including that ``file_path`` can be written, before sending."""
     api: Api = "downloadFile"
@@ -464,6 +478,7 @@ def validate_download(
         timeout_ms=timeout_ms,
         stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
         max_speed=_check_max_speed(api, max_speed),
+        retry=_check_retry(api, retry),
         target_path=target,
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),

@@ -229,6 +229,14 @@ class Output:
 
         self._writer.submit(job, size)
 
+    def restart(self, expected: int) -> None:
+        """Start the file over, empty, for a new response of ``expected`` bytes (a retry
+        that could not continue): bytes of two responses are never joined."""
+        self._chunks, self._size = [], 0
+        self.expected = expected
+        if self._opened:
+            self._writer.submit(self._truncate)
+
     def discard(self, then: Callable[[], object]) -> None:
         """Remove the part file, if one was made; then ``then()``."""
         self._chunks, self._size = [], 0
@@ -317,6 +325,16 @@ class Output:
         if error is not None:
             self._remove()
         then(error)
+
+    def _truncate(self) -> None:
+        if self.error is not None or self.fd < 0:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            self.written = self.reserved = 0
+        except OSError as exc:
+            self.error = save_error(exc, self.target or self.path or "temp folder")
 
     def _discard(self, then: Callable[[], object]) -> None:
         self._remove()

@@ -12,6 +12,7 @@ __all__ = [
     "FileInfo",
     "Headers",
     "HeadersReceived",
+    "RetryEvent",
     "SavedFileInfo",
     "UploadFileResult",
     "UploadProgress",
@@ -190,6 +191,7 @@ class UploadFileResult(_PlatformMapping):
     header: Mapping[str, str]  # a Headers (any mapping given is turned into one)
     profile: dict[str, Any] | None = None
     err_msg: str = "uploadFile:ok"
+    attempts: int = 0  # requests made (redirects and retries included); ours, not a key
     _keys: ClassVar[dict[str, str]] = {
         "data": "data",
         "statusCode": "status_code",
@@ -213,6 +215,7 @@ class DownloadFileResult(_PlatformMapping):
     file_path: str | None = None
     profile: dict[str, Any] | None = None
     err_msg: str = "downloadFile:ok"
+    attempts: int = 0  # requests made (redirects and retries included); ours, not a key
     _keys: ClassVar[dict[str, str]] = {
         "tempFilePath": "temp_file_path",
         "filePath": "file_path",
@@ -225,6 +228,18 @@ class DownloadFileResult(_PlatformMapping):
 
     def __post_init__(self) -> None:
         _headers(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """An attempt is about to start again: ``attempt`` (2 for the first retry) after
+    ``delay`` seconds, because of ``error`` (a ``TransferError``) or, when that is None,
+    of a response with ``status_code`` (0 for an error)."""
+
+    attempt: int
+    delay: float
+    error: Any  # TransferError | None (the results module sits below the errors')
+    status_code: int
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -26,6 +26,7 @@ from ._engine import Engine
 from ._errors import AbortError, Errno, TransferError
 from ._options import Api, Request, check_callbacks, validate_download, validate_upload
 from ._results import FileInfo, SavedFileInfo
+from ._retry import Retry, as_retry
 from ._rules import WeChatRules
 from ._task import DownloadTask, Task, UploadTask
 from ._transport import TransportConfig
@@ -63,7 +64,8 @@ class Runtime:
     ``rules=WeChatRules(...)`` applies the platform's network rules (docs/rules.md).
     ``default_stall_timeout`` (ms) is the ``stall_timeout`` of calls that give none;
     ``max_download_speed`` / ``max_upload_speed`` (bytes per second) cap the sum of the
-    runtime's transfers in each direction.
+    runtime's transfers in each direction; ``default_retry`` (an int or a ``Retry``) is the
+    ``retry`` of calls that give none.
     Closing a runtime (``close()`` or leaving its ``with`` block) aborts what still runs.
     """
 
@@ -81,6 +83,7 @@ class Runtime:
         default_stall_timeout: int | None = None,
         max_download_speed: int | None = None,
         max_upload_speed: int | None = None,
+        default_retry: int | Retry | None = None,
     ) -> None:
         if rules is not None and not isinstance(rules, WeChatRules):
             raise ValueError(f"rules should be a WeChatRules, not {type(rules).__name__}")
@@ -107,6 +110,7 @@ class Runtime:
                 f"default_stall_timeout should be milliseconds >= 0, not {default_stall_timeout!r}"
             )
         self._stall_timeout_ms = default_stall_timeout or 0
+        self._retry = as_retry(default_retry)
         for what, cap in (
             ("max_upload_speed", max_upload_speed),
             ("max_download_speed", max_download_speed),
@@ -165,13 +169,16 @@ class Runtime:
         enable_profile: bool = True,
         stall_timeout: int | float | None = None,
         max_speed: int | None = None,
+        retry: int | Retry | None = None,
     ) -> UploadTask:
         """POST ``file_path`` as multipart/form-data field ``name``; returns at once.
 
         ``timeout`` is in milliseconds (0: no limit); ``stall_timeout`` (ms) fails the
         transfer once no byte has moved either way for that long (0: off; None: the
-        runtime's ``default_stall_timeout``); ``max_speed`` caps it in bytes per second.
-        Never raises: every failure reaches ``fail`` and ``task.result()``.
+        runtime's ``default_stall_timeout``); ``max_speed`` caps it in bytes per second;
+        ``retry`` (an int or a ``Retry``; 0: none; None: the runtime's ``default_retry``)
+        tries it again after a failure worth it. Never raises: every failure reaches
+        ``fail`` and ``task.result()``.
         """
         task = UploadTask(
             "uploadFile",
@@ -194,6 +201,7 @@ class Runtime:
                 enable_profile=enable_profile,
                 stall_timeout=stall_timeout,
                 max_speed=max_speed,
+                retry=retry,
             )
         except TransferError as exc:
             task._report_done(exc)
@@ -216,13 +224,16 @@ class Runtime:
         enable_profile: bool = True,
         stall_timeout: int | float | None = None,
         max_speed: int | None = None,
+        retry: int | Retry | None = None,
     ) -> DownloadTask:
         """GET ``url`` into a temp file, or into ``file_path`` once complete; returns at once.
 
         ``timeout`` is in milliseconds (0: no limit); ``stall_timeout`` (ms) fails the
         transfer once no byte has moved either way for that long (0: off; None: the
-        runtime's ``default_stall_timeout``); ``max_speed`` caps it in bytes per second.
-        Never raises: every failure reaches ``fail`` and ``task.result()``.
+        runtime's ``default_stall_timeout``); ``max_speed`` caps it in bytes per second;
+        ``retry`` (an int or a ``Retry``; 0: none; None: the runtime's ``default_retry``)
+        tries it again after a failure worth it. Never raises: every failure reaches
+        ``fail`` and ``task.result()``.
         """
         task = DownloadTask(
             "downloadFile",
@@ -243,6 +254,7 @@ class Runtime:
                 enable_profile=enable_profile,
                 stall_timeout=stall_timeout,
                 max_speed=max_speed,
+                retry=retry,
             )
         except TransferError as exc:
             task._report_done(exc)
@@ -311,6 +323,7 @@ class Runtime:
             self._timeouts,
             stall_timeout_ms=self._stall_timeout_ms,
             speed_caps=self._speed_caps,
+            retry=self._retry,
         )
 
     # ---- saved files -----------------------------------------------------------------

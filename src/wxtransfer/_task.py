@@ -22,6 +22,7 @@ from ._results import (
     DownloadFileResult,
     DownloadProgress,
     HeadersReceived,
+    RetryEvent,
     UploadFileResult,
     UploadProgress,
 )
@@ -67,6 +68,7 @@ class Task(Generic[R, P]):
         self._lock = threading.Lock()
         self._progress = _Channel()
         self._headers = _Channel()
+        self._retries = _Channel()  # never replayed: a retry is news only when it happens
         self._outcome: R | TransferError | None = None
         self._finished = False  # success/fail has been dispatched
         # An Event costs a Condition per task; most tasks are never waited on, so each
@@ -113,10 +115,23 @@ class Task(Generic[R, P]):
         """Remove ``listener``, or every headers listener when none is given."""
         self._remove_listener(self._headers, listener)
 
+    def on_retry(self, listener: Callable[[RetryEvent], object]) -> None:
+        """Call ``listener`` with a ``RetryEvent`` each time an attempt starts again."""
+        if not callable(listener):
+            raise TypeError(f"listener should be callable, not {type(listener).__name__}")
+        with self._lock:
+            self._retries.listeners.append(listener)
+
+    def off_retry(self, listener: Callable[[RetryEvent], object] | None = None) -> None:
+        """Remove ``listener``, or every retry listener when none is given."""
+        self._remove_listener(self._retries, listener)
+
     onProgressUpdate = on_progress_update
     offProgressUpdate = off_progress_update
     onHeadersReceived = on_headers_received
     offHeadersReceived = off_headers_received
+    onRetry = on_retry
+    offRetry = off_retry
 
     # ---- the Python face ---------------------------------------------------------------
 
@@ -227,6 +242,14 @@ class Task(Generic[R, P]):
     def _report_headers(self, event: HeadersReceived) -> None:
         self._report(event, self._headers)
 
+    def _report_retry(self, event: RetryEvent) -> None:
+        channel = self._retries
+        with self._lock:
+            if not channel.listeners:
+                return  # not kept for a late listener
+            channel.pending += 1
+        self._dispatcher.call(lambda: self._deliver(event, channel))
+
     def _report(self, event: Any, channel: _Channel) -> None:
         with self._lock:
             if not channel.listeners and not channel.pending:
@@ -257,6 +280,7 @@ class Task(Generic[R, P]):
                 and self._complete is None
                 and not self._progress.pending
                 and not self._headers.pending
+                and not self._retries.pending
             )
         if quiet:  # no user callable to run, nothing queued before it: finish here
             self._deliver_outcome()

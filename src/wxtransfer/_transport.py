@@ -28,7 +28,7 @@ from ._errors import (
     TransferError,
 )
 from ._events import TaskEvents
-from ._flow import Answer, Exchange, Flow
+from ._flow import Answer, Exchange, Flow, Resume
 from ._options import Request
 from ._output import Output, Writer, save_error
 from ._results import (
@@ -164,6 +164,18 @@ class TransportConfig:
     rules: WeChatRules | None = None  # platform rules (see _rules.py); None: no limits
 
 
+def parse_content_range(value: str | None) -> tuple[int, int, int]:
+    """``bytes FIRST-LAST/TOTAL`` as numbers; (-1, -1, -1) when it is not that."""
+    if value is None:
+        return -1, -1, -1
+    unit, _, rest = value.strip().partition(" ")
+    span, _, total = rest.partition("/")
+    first, _, last = span.partition("-")
+    if unit.lower() != "bytes" or not (first.isdigit() and last.isdigit() and total.isdigit()):
+        return -1, -1, -1
+    return int(first), int(last), int(total)
+
+
 def _split_port(addr: str) -> tuple[str, int | None]:
     """``"127.0.0.1:8443"`` -> (``"127.0.0.1"``, 8443); ``"[::1]:8443"``; no port: None."""
     if addr.startswith("[") and "]:" in addr:
@@ -257,15 +269,18 @@ class Transfer:
         "api",
         "body",
         "config",
+        "continued",
         "curl",
         "deadline",
         "error",
+        "exchange",
         "expected",
         "final",
         "flow",
         "follow",
         "head",
         "head_parsed",
+        "held_total",
         "hop_wall",
         "hops",
         "last_bytes",
@@ -279,11 +294,15 @@ class Transfer:
         "queue_start",
         "redirecting",
         "request",
+        "restart",
+        "retry_wait",
         "start_wall",
         "status",
         "task",
         "trace",
         "url",
+        "validator",
+        "waiting",
         "writer",
         "written",
     )
@@ -308,7 +327,9 @@ class Transfer:
         self.url = request.url  # the current exchange's
         self.follow: frozenset[int] = frozenset()  # statuses the flow may follow
         self.curl = curl
-        self.hops = 0  # exchanges begun
+        self.hops = 0  # exchanges begun: the requests made
+        self.exchange: Exchange | None = None  # the current one
+        self.waiting = False  # between two attempts, the engine's timer runs
         self.deadline: float | None = None
         # wall-clock times in integer microseconds: the profile divides them by 1000 once,
         # which gives exactly the nearest float to 3 decimals, without round()
@@ -322,9 +343,14 @@ class Transfer:
         self.head_parsed = 0  # how many of ``lines`` ``head`` was parsed from
         self.status = 0
         self.head = _NO_HEADERS
-        self.redirecting = False
+        self.redirecting = False  # this head is not the final one: its body is dropped
+        self.retry_wait: float | None = None  # ... because it will be tried again, then
+        self.restart = False  # a range answer did not fit: the next attempt starts over
         self.final = False  # the final response's head has ended (not a 1xx, not a redirect)
-        # the body
+        # the body, across attempts: what a retried download holds and what it belongs to
+        self.continued = False  # the body continues the one held (a fitting 206)
+        self.validator: str | None = None  # of the response held: strong ETag, else date
+        self.held_total = 0  # its complete length; 0: unknown (nothing to continue)
         self.body: list[bytes] = []
         self.output: Output | None = None  # a download's file, from the end of its head
         self.written = 0
@@ -351,7 +377,10 @@ class Transfer:
         """Set the easy handle up for ``exchange``; the deadline bounds what remains."""
         c = self.curl
         r = self.request
-        self.url, exchange_headers, self.follow = exchange
+        self.exchange = exchange
+        self.url, exchange_headers, self.follow = exchange.url, exchange.headers, exchange.follow
+        self.retry_wait = None
+        self.restart = False
         self.hops += 1
         self.hop_wall = time.time_ns() // 1000
         self.lines = []
@@ -488,22 +517,74 @@ class Transfer:
             self._trace_head()
         if 100 <= self.status < 200 or self.redirecting:
             return True
+        judge = self.exchange.judge if self.exchange is not None else None
+        if judge is not None:
+            wait = judge(self.status, self.head)
+            if wait is not None:  # tried again: not final, its body dropped
+                self.retry_wait = wait
+                self.redirecting = True
+                return True
         self.final = True
-        self.task._report_headers(HeadersReceived(self.head, self.status))
         if self.api != "downloadFile":
+            self.task._report_headers(HeadersReceived(self.head, self.status))
             return True
-        self.expected = self._content_length()
+        resume = self.exchange.resume if self.exchange is not None else None
+        if resume is not None and self.status == 206:
+            if not self._fits(resume):  # discarded unwritten; the next attempt starts over
+                self.restart = True
+                self.error = NetworkError(
+                    f"{self.api}:fail the server's range answer does not fit the "
+                    f"{resume.offset} bytes held of {resume.total}",
+                    Errno.INTERRUPTED,
+                )
+                return False
+            self.continued = True
+            self.expected = resume.total
+        else:
+            self.continued = False
+            self.expected = self._content_length()
+            self.validator, self.held_total = self._validator()
+            if self.output is not None:  # an earlier attempt's bytes: start over
+                self.output.restart(self.expected)
+                self.written = 0
+                self.next_event = self.last_bytes + 1  # no event until past the reported
+        self.task._report_headers(HeadersReceived(self.head, self.status))
         try:
             if self.config.rules is not None and self.expected:
                 self.config.rules.check_download_size(self.api, self.expected, announced=True)
         except TransferError as exc:
             self.error = exc
             return False
-        self.output = Output(
-            self.writer, self.request.target_path, self.config.temp_dir, self.expected
-        )
-        self.output.start()
+        if self.output is None:
+            self.output = Output(
+                self.writer, self.request.target_path, self.config.temp_dir, self.expected
+            )
+            self.output.start()
         return True
+
+    def _validator(self) -> tuple[str | None, int]:
+        """What a later attempt may continue this response with: a strong ETag, else its
+        Last-Modified; and its complete length. Nothing for a chunked or non-200 body."""
+        length = self._content_length()
+        if self.status != 200 or not length:
+            return None, 0
+        etag = self.head.get("etag")
+        if etag and not etag.startswith("W/"):
+            return etag, length
+        modified = self.head.get("last-modified")
+        return (modified, length) if modified else (None, 0)
+
+    def _fits(self, resume: Resume) -> bool:
+        """A 206 continues the bytes held: it starts at their end, runs to the end of the
+        same complete length, and names no other version (ETag)."""
+        first, last, total = parse_content_range(self.head.get("content-range"))
+        if (first, last, total) != (resume.offset, resume.total - 1, resume.total):
+            return False
+        etag = self.head.get("etag")
+        if etag is not None and resume.validator.startswith('"') and etag != resume.validator:
+            return False
+        length = self.head.get("content-length")
+        return length is None or length.strip() == str(resume.total - resume.offset)
 
     # ---- libcurl callbacks (engine thread) -------------------------------------------
 
@@ -554,13 +635,16 @@ class Transfer:
         expected = self.expected
         if expected:
             percent = min(100, self.written * 100 // expected)
-            if percent != self.last_percent:
+            if percent > self.last_percent:  # never backwards, across attempts too
                 self._download_event(percent, expected)
             # the first byte count of the next percent
             self.next_event = -(-(percent + 1) * expected // 100)
         else:
             now = time.monotonic()
-            if now - self.last_event_time >= _UNKNOWN_TOTAL_INTERVAL:
+            if (
+                now - self.last_event_time >= _UNKNOWN_TOTAL_INTERVAL
+                and self.written > self.last_bytes
+            ):
                 self.last_event_time = now
                 self._download_event(0, 0)
 
@@ -654,9 +738,28 @@ class Transfer:
         elif not self.redirecting and not self._end_of_head():  # the head never ended
             assert self.error is not None
             raise self.error
-        if not self.redirecting:
-            return Answer(self.status)
-        return Answer(self.status, self.curl.getinfo(pycurl.REDIRECT_URL) or None)
+        location = None
+        if self.redirecting and self.retry_wait is None:
+            location = self.curl.getinfo(pycurl.REDIRECT_URL) or None
+        return Answer(
+            self.status,
+            location,
+            None,
+            self.retry_wait,
+            self.written,
+            self.validator,
+            self.held_total,
+        )
+
+    def answer_error(self, error: TransferError) -> Answer:
+        """How this exchange failed, with what a download holds for the next attempt."""
+        return Answer(
+            error=error,
+            held=self.written,
+            validator=self.validator,
+            total=self.held_total,
+            restart=self.restart,
+        )
 
     def result(self) -> UploadFileResult | DownloadFileResult:
         """Build the success result of the final hop (the file is moved into place here)."""
@@ -674,6 +777,7 @@ class Transfer:
                 status_code=self.status,
                 header=header,
                 profile=profile,
+                attempts=self.hops,
             )
         if self.output is None:  # no head ever ended, and no body came
             self.output = Output(self.writer, self.request.target_path, self.config.temp_dir)
@@ -689,12 +793,13 @@ class Transfer:
             ext = _extension(self.url, self.head.get("content-type"))
             temp_file = os.path.join(folder, secrets.token_hex(8) + ext)
         return DownloadFileResult(
-            status_code=self.status,
+            status_code=200 if self.continued else self.status,  # as if in one piece
             header=header,
             data_length=self.written,
             temp_file_path=temp_file,
             file_path=self.request.target_path,
             profile=profile,
+            attempts=self.hops,
         )
 
     def failure(self, code: int, detail: str) -> TransferError:
