@@ -11,6 +11,7 @@ from wxtransfer._options import js_number
 
 EXPORTED = [
     "AbortError",
+    "ChecksumError",
     "DownloadFileResult",
     "DownloadProgress",
     "DownloadTask",

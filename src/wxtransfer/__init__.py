@@ -13,6 +13,7 @@ from typing import Any
 from . import wx
 from ._errors import (
     AbortError,
+    ChecksumError,
     FileError,
     InvalidArgumentError,
     NetworkError,
@@ -38,6 +39,7 @@ from ._task import DownloadTask, Task, UploadTask
 
 __all__ = [
     "AbortError",
+    "ChecksumError",
     "DownloadFileResult",
     "DownloadProgress",
     "DownloadTask",
@@ -123,6 +125,7 @@ def download_file(
     stall_timeout: int | float | None = None,
     max_speed: int | None = None,
     retry: int | Retry | None = None,
+    checksum: str | None = None,
     **options: bool,
 ) -> DownloadTask:
     """Download ``url`` to a temp file (or ``file_path``) with the default runtime.
@@ -141,6 +144,7 @@ def download_file(
         stall_timeout=stall_timeout,
         max_speed=max_speed,
         retry=retry,
+        checksum=checksum,
         **options,
     )
 

@@ -5,6 +5,7 @@ TransferError                 every failure of a transfer or a file call; has er
 ├── TimeoutError              the transfer's timeout ran out (also a builtin TimeoutError)
 ├── NetworkError              cannot connect, TLS failure, connection lost, too many redirects
 ├── FileError                 a local file cannot be read, written, saved or found
+│   └── ChecksumError         the bytes downloaded are not those the checksum promised
 ├── InvalidArgumentError      the call itself is wrong (also a ValueError); nothing was sent
 └── RuleError                 the platform rules refuse the call; nothing was sent
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "AbortError",
+    "ChecksumError",
     "Errno",
     "FileError",
     "InvalidArgumentError",
@@ -42,6 +44,7 @@ class Errno:
     SAVE_FILE_ERROR = 603300
     EXCEED_MAX_FILE_SIZE = 603301
     PERMISSION_DENIED = 603303
+    CHECKSUM_MISMATCH = 603304
     FILE_NOT_EXIST = 1300002
     FILE_STORAGE_LIMIT = 1300202
 
@@ -98,6 +101,10 @@ class NetworkError(TransferError):
 
 class FileError(TransferError):
     """A local file could not be read, written, saved or found."""
+
+
+class ChecksumError(FileError):
+    """The downloaded bytes do not match the checksum given, or the server's digest."""
 
 
 class InvalidArgumentError(TransferError, ValueError):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._digest import parse_checksum
 from ._errors import Errno, FileError, InvalidArgumentError
 from ._retry import Retry, as_retry
 
@@ -47,6 +48,7 @@ class Request:
     stall_timeout_ms: int | None = None  # None: the runtime's default; 0: off
     max_speed: int = 0  # bytes per second, this transfer; 0: no limit
     retry: Retry | None = None  # None: the runtime's default
+    checksum: tuple[str, str] | None = None  # a download's (algorithm, lowercase hex)
     # upload
     file_path: str | None = None
     name: str | None = None
@@ -242,6 +244,17 @@ def _check_stall_timeout(api: Api, value: object) -> int | None:
     if math.isinf(value):
         return 0
     return max(1, math.ceil(value)) if value else 0
+
+
+def _check_checksum(api: Api, value: object) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _param_error(api, f"checksum should be a str '<algo>:<hex>', not {value!r}")
+    try:
+        return parse_checksum(value)
+    except ValueError as exc:
+        raise _param_error(api, str(exc)) from exc
 
 
 def _check_retry(api: Api, value: object) -> Retry | None:
@@ -459,6 +472,7 @@ def validate_download(
     stall_timeout: object = None,
     max_speed: object = None,
     retry: object = None,
+    checksum: object = None,
 ) -> Request:
     """Check a download call, including that ``file_path`` can be written, before sending."""
     api: Api = "downloadFile"
@@ -480,6 +494,7 @@ def validate_download(
         max_speed=_check_max_speed(api, max_speed),
         retry=_check_retry(api, retry),
         target_path=target,
+        checksum=_check_checksum(api, checksum),
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),
         enable_profile=enable_profile is None or _check_flag(api, "enableProfile", enable_profile),

@@ -14,15 +14,18 @@ import contextlib
 import ctypes
 import errno
 import functools
+import hashlib
 import itertools
 import logging
 import os
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from ._errors import Errno, FileError
+from ._digest import Check
+from ._errors import ChecksumError, Errno, FileError
 from ._events import hold_wakeups, release_wakeups
 
 __all__ = ["Output", "Writer", "save_error"]
@@ -159,6 +162,7 @@ class Output:
 
     __slots__ = (
         "_chunks",
+        "_hashers",
         "_opened",
         "_size",
         "_writer",
@@ -187,6 +191,7 @@ class Output:
         self._chunks: list[bytes] = []
         self._size = 0
         self._opened = False  # the part file's creation was handed to the writer
+        self._hashers: dict[str, Any] = {}  # algorithm -> hash of the bytes written
 
     # ---- engine thread ---------------------------------------------------------------
 
@@ -213,8 +218,14 @@ class Output:
                 self._writer.submit(lambda: self._open_and_write(chunks), size)
         return None
 
-    def finish(self, final: str, then: Callable[[FileError | None], object]) -> None:
-        """Write the rest, close, rename to ``final``; then ``then(None)`` or its error.
+    def finish(
+        self,
+        final: str,
+        then: Callable[[FileError | None], object],
+        checks: Sequence[Check] = (),
+    ) -> None:
+        """Write the rest, check the digests, close, rename to ``final``; then
+        ``then(None)`` or its error (a mismatch removes the file: it never takes the name).
 
         A body smaller than a batch is one job: create, write, close, rename.
         """
@@ -225,9 +236,15 @@ class Output:
         def job() -> None:
             if not opened:
                 self._open()
-            self._finish(chunks, final, then)
+            self._finish(chunks, final, then, checks)
 
         self._writer.submit(job, size)
+
+    def hash_with(self, algorithms: Iterable[str]) -> None:
+        """Hash the bytes written from here on (the file's, since it is empty or just
+        started over) with ``algorithms``; on the writer, in order with the writes."""
+        names = tuple(algorithms)
+        self._writer.submit(lambda: self._set_hashers(names))
 
     def restart(self, expected: int) -> None:
         """Start the file over, empty, for a new response of ``expected`` bytes (a retry
@@ -295,6 +312,9 @@ class Output:
         if self.error is not None or self.fd < 0:
             return
         try:
+            for hasher in self._hashers.values():
+                for chunk in chunks:
+                    hasher.update(chunk)  # lets go of the GIL for big chunks
             done = os.writev(self.fd, chunks)
             total = sum(map(len, chunks))
             if done < total:  # a short write: go on with the rest, chunk by chunk
@@ -306,11 +326,17 @@ class Output:
             self.error = save_error(exc, self.target or self.path or "temp folder")
 
     def _finish(
-        self, chunks: list[bytes], final: str, then: Callable[[FileError | None], object]
+        self,
+        chunks: list[bytes],
+        final: str,
+        then: Callable[[FileError | None], object],
+        checks: Sequence[Check],
     ) -> None:
         if chunks:
             self._write(chunks)
         error = self.error
+        if error is None:
+            error = self._verify(checks)
         if error is None:
             fd, self.fd = self.fd, -1
             try:
@@ -326,7 +352,12 @@ class Output:
             self._remove()
         then(error)
 
+    def _set_hashers(self, names: tuple[str, ...]) -> None:
+        self._hashers = {name: hashlib.new(name) for name in names}
+
     def _truncate(self) -> None:
+        for name in self._hashers:
+            self._hashers[name] = hashlib.new(name)
         if self.error is not None or self.fd < 0:
             return
         try:
@@ -335,6 +366,22 @@ class Output:
             self.written = self.reserved = 0
         except OSError as exc:
             self.error = save_error(exc, self.target or self.path or "temp folder")
+
+    def _verify(self, checks: Sequence[Check]) -> FileError | None:
+        """A ChecksumError for the first digest the bytes written do not match."""
+        for algorithm, expected, source in checks:
+            hasher = self._hashers.get(algorithm)
+            if hasher is None:  # pragma: no cover - hash_with named every checked one
+                continue
+            got = hasher.hexdigest()
+            if got != expected:
+                where = "" if source == "checksum" else f" (the server's {source})"
+                return ChecksumError(
+                    f"downloadFile:fail checksum mismatch: expected {algorithm}:{expected}"
+                    f"{where}, got {algorithm}:{got}",
+                    Errno.CHECKSUM_MISMATCH,
+                )
+        return None
 
     def _discard(self, then: Callable[[], object]) -> None:
         self._remove()

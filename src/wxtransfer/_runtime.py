@@ -225,6 +225,7 @@ class Runtime:
         stall_timeout: int | float | None = None,
         max_speed: int | None = None,
         retry: int | Retry | None = None,
+        checksum: str | None = None,
     ) -> DownloadTask:
         """GET ``url`` into a temp file, or into ``file_path`` once complete; returns at once.
 
@@ -232,8 +233,9 @@ class Runtime:
         transfer once no byte has moved either way for that long (0: off; None: the
         runtime's ``default_stall_timeout``); ``max_speed`` caps it in bytes per second;
         ``retry`` (an int or a ``Retry``; 0: none; None: the runtime's ``default_retry``)
-        tries it again after a failure worth it. Never raises: every failure reaches
-        ``fail`` and ``task.result()``.
+        tries it again after a failure worth it; ``checksum`` (``"sha256:<hex>"``; md5, sha1,
+        sha256, sha512) is checked before the file takes its name. Never raises: every
+        failure reaches ``fail`` and ``task.result()``.
         """
         task = DownloadTask(
             "downloadFile",
@@ -255,6 +257,7 @@ class Runtime:
                 stall_timeout=stall_timeout,
                 max_speed=max_speed,
                 retry=retry,
+                checksum=checksum,
             )
         except TransferError as exc:
             task._report_done(exc)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pycurl
 
+from ._digest import Check, header_checks
 from ._errors import (
     AbortError,
     Errno,
@@ -268,6 +269,7 @@ class Transfer:
     __slots__ = (
         "api",
         "body",
+        "checks",
         "config",
         "continued",
         "curl",
@@ -351,6 +353,7 @@ class Transfer:
         self.continued = False  # the body continues the one held (a fitting 206)
         self.validator: str | None = None  # of the response held: strong ETag, else date
         self.held_total = 0  # its complete length; 0: unknown (nothing to continue)
+        self.checks: list[Check] = []  # digests its bytes must match, if it completes 2xx
         self.body: list[bytes] = []
         self.output: Output | None = None  # a download's file, from the end of its head
         self.written = 0
@@ -560,6 +563,15 @@ class Transfer:
                 self.writer, self.request.target_path, self.config.temp_dir, self.expected
             )
             self.output.start()
+        if not self.continued:  # a new body: what it must hash to, hashed as it is written
+            checks: list[Check] = []
+            if self.request.checksum is not None:
+                checks.append((*self.request.checksum, "checksum"))
+            if self.status == 200:
+                checks += header_checks(self.head)
+            self.checks = checks
+            if checks:
+                self.output.hash_with({algorithm for algorithm, _, _ in checks})
         return True
 
     def _validator(self) -> tuple[str | None, int]:
@@ -725,7 +737,9 @@ class Transfer:
             assert isinstance(outcome, DownloadFileResult)  # only downloads have a file
             final = outcome.file_path or outcome.temp_file_path
             assert final is not None
-            output.finish(final, lambda error: report(outcome if error is None else error))
+            # Only a 2xx completion is the resource: another status's body is not checked.
+            checks = self.checks if 200 <= outcome.status_code < 300 else []
+            output.finish(final, lambda error: report(outcome if error is None else error), checks)
 
     # ---- the end of a hop ------------------------------------------------------------
 
