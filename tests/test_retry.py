@@ -430,3 +430,15 @@ def test_a_bad_retry_argument_is_a_parameter_error(tmp_path: Path) -> None:
         err = rt.download_file("http://127.0.0.1:1/x", retry=-1).exception(10)
     assert isinstance(err, wxtransfer.InvalidArgumentError) and "retry" in err.err_msg
     assert err.attempts == 0
+
+
+def test_a_retry_is_no_redirect_in_the_profile(
+    tmp_path: Path, raw_server: RawFactory, server: Any
+) -> None:
+    srv = raw_server(Faulty(BODY, cut_after=10_000, cuts=1))
+    with runtime(tmp_path) as rt:
+        retried = rt.download_file(srv.url + "/f", retry=FAST).result(20)
+        redirected = rt.download_file(server.url + "/redirect/1").result(20)
+    assert retried.profile is not None and redirected.profile is not None
+    assert retried.attempts == 2 and retried.profile["redirectStart"] == 0
+    assert redirected.attempts == 2 and redirected.profile["redirectStart"] > 0

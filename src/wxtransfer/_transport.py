@@ -294,6 +294,7 @@ class Transfer:
         "number",
         "output",
         "queue_start",
+        "redirected",
         "redirecting",
         "request",
         "restart",
@@ -330,6 +331,7 @@ class Transfer:
         self.follow: frozenset[int] = frozenset()  # statuses the flow may follow
         self.curl = curl
         self.hops = 0  # exchanges begun: the requests made
+        self.redirected = False  # one of them followed a redirect (not only retries)
         self.exchange: Exchange | None = None  # the current one
         self.waiting = False  # between two attempts, the engine's timer runs
         self.deadline: float | None = None
@@ -380,6 +382,8 @@ class Transfer:
         """Set the easy handle up for ``exchange``; the deadline bounds what remains."""
         c = self.curl
         r = self.request
+        if self.exchange is not None and exchange.event is None:
+            self.redirected = True  # a next exchange that is no retry follows a redirect
         self.exchange = exchange
         self.url, exchange_headers, self.follow = exchange.url, exchange.headers, exchange.follow
         self.retry_wait = None
@@ -852,8 +856,8 @@ class Transfer:
         received = info(pycurl.SIZE_DOWNLOAD_T) + info(pycurl.HEADER_SIZE)
         body = sent if self.api == "uploadFile" else received
         return {
-            "redirectStart": start if self.hops > 1 else 0,
-            "redirectEnd": hop_start if self.hops > 1 else 0,
+            "redirectStart": start if self.redirected else 0,
+            "redirectEnd": hop_start if self.redirected else 0,
             "fetchStart": start,
             "queueStart": self.queue_start / 1000,
             "queueEnd": start,
