@@ -126,6 +126,7 @@ def download_file(
     max_speed: int | None = None,
     retry: int | Retry | None = None,
     checksum: str | None = None,
+    resume: bool = False,
     **options: bool,
 ) -> DownloadTask:
     """Download ``url`` to a temp file (or ``file_path``) with the default runtime.
@@ -145,6 +146,7 @@ def download_file(
         max_speed=max_speed,
         retry=retry,
         checksum=checksum,
+        resume=resume,
         **options,
     )
 

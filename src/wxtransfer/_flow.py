@@ -147,6 +147,8 @@ def transfer_flow(
     delay = 0.0
     event: RetryEvent | None = None
     resume: Resume | None = None
+    if may_continue and request.resume_from is not None:  # a part kept by an earlier call
+        resume = Resume(*request.resume_from)
 
     def fits(wait: float) -> bool:
         end = deadline()

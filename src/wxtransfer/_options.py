@@ -49,6 +49,8 @@ class Request:
     max_speed: int = 0  # bytes per second, this transfer; 0: no limit
     retry: Retry | None = None  # None: the runtime's default
     checksum: tuple[str, str] | None = None  # a download's (algorithm, lowercase hex)
+    resume: bool = False  # a download's bytes wait in <file_path>.wxpart when it fails
+    resume_from: tuple[int, str, int] | None = None  # what that part holds: see _output
     # upload
     file_path: str | None = None
     name: str | None = None
@@ -473,6 +475,7 @@ def validate_download(
     max_speed: object = None,
     retry: object = None,
     checksum: object = None,
+    resume: object = False,
 ) -> Request:
     """Check a download call, including that ``file_path`` can be written, before sending."""
     api: Api = "downloadFile"
@@ -485,6 +488,11 @@ def validate_download(
         # os.path.abspath, which for an absolute path is normpath alone
         target = os.path.normpath(target) if target[0] == "/" else os.path.abspath(target)
         _check_target(target)
+    resumable = resume is not False and _check_flag(api, "resume", resume)
+    if resumable and target is None:
+        raise _param_error(
+            api, "resume=True needs a file_path: the bytes wait in <file_path>.wxpart"
+        )
     return Request(
         api=api,
         url=checked_url,
@@ -495,6 +503,7 @@ def validate_download(
         retry=_check_retry(api, retry),
         target_path=target,
         checksum=_check_checksum(api, checksum),
+        resume=resumable,
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),
         enable_profile=enable_profile is None or _check_flag(api, "enableProfile", enable_profile),

@@ -16,19 +16,20 @@ import errno
 import functools
 import hashlib
 import itertools
+import json
 import logging
 import os
 import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._digest import Check
 from ._errors import ChecksumError, Errno, FileError
 from ._events import hold_wakeups, release_wakeups
 
-__all__ = ["Output", "Writer", "save_error"]
+__all__ = ["KeptPart", "Output", "Writer", "load_checkpoint", "save_error"]
 
 logger = logging.getLogger("wxtransfer")
 
@@ -42,6 +43,50 @@ _JOBS_PER_RELEASE = 8  # and than this many jobs
 _PREALLOCATE_MIN = 1 << 20  # announced sizes from which the file's blocks are reserved first
 
 Job = Callable[[], None]
+
+PART_SUFFIX = ".wxpart"  # a resumable download's bytes: <file_path>.wxpart
+CHECKPOINT_SUFFIX = ".wxpart.json"  # and what they are: URL, validator, complete length
+
+
+class KeptPart(NamedTuple):
+    """A resumable download's part file: kept when it fails or is aborted (a pause),
+    continued from ``held`` bytes, described by a checkpoint (``record``: written anew
+    when not None)."""
+
+    target: str
+    held: int = 0
+    record: dict[str, Any] | None = None
+
+    @property
+    def path(self) -> str:
+        return self.target + PART_SUFFIX
+
+    @property
+    def checkpoint(self) -> str:
+        return self.target + CHECKPOINT_SUFFIX
+
+
+def load_checkpoint(target: str, url: str) -> tuple[int, str, int] | None:
+    """What ``<target>.wxpart`` holds of ``url``, as (bytes, validator, complete length),
+    when its checkpoint says it is that URL's with a validator; else None (start over).
+
+    The bytes are the part file's size (at most the length): a process killed after its
+    last checkpoint still wrote only bytes of the version the checkpoint names.
+    """
+    kept = KeptPart(target)
+    try:
+        with open(kept.checkpoint, encoding="utf-8") as f:
+            record = json.load(f)
+        size = os.stat(kept.path).st_size
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("url") != url:
+        return None
+    validator, total = record.get("validator"), record.get("total")
+    if not isinstance(validator, str) or not isinstance(total, int) or total <= 0:
+        return None
+    held = min(size, total)
+    return (held, validator, total) if held else None
 
 
 def save_error(exc: OSError, path: str) -> FileError:
@@ -164,11 +209,13 @@ class Output:
         "_chunks",
         "_hashers",
         "_opened",
+        "_prefix",
         "_size",
         "_writer",
         "error",
         "expected",
         "fd",
+        "kept",
         "path",
         "reserved",
         "target",
@@ -177,9 +224,15 @@ class Output:
     )
 
     def __init__(
-        self, writer: Writer, target: str | None, temp_dir: Callable[[], str], expected: int = 0
+        self,
+        writer: Writer,
+        target: str | None,
+        temp_dir: Callable[[], str],
+        expected: int = 0,
+        kept: KeptPart | None = None,
     ) -> None:
         self._writer = writer
+        self.kept = kept  # a resumable download's part, kept on failure
         self.target = target
         self.temp_dir = temp_dir
         self.expected = expected  # the announced size; 0: unknown
@@ -192,13 +245,14 @@ class Output:
         self._size = 0
         self._opened = False  # the part file's creation was handed to the writer
         self._hashers: dict[str, Any] = {}  # algorithm -> hash of the bytes written
+        self._prefix = 0  # bytes the part held when it was opened, not yet hashed
 
     # ---- engine thread ---------------------------------------------------------------
 
     def start(self) -> None:
         """Make the part file now, unless the body is announced small: then it is made,
         written and renamed in one job at the end."""
-        if not 0 < self.expected <= _SMALL_BODY:
+        if self.kept is not None or not 0 < self.expected <= _SMALL_BODY:
             self._opened = True
             self._writer.submit(self._open)
 
@@ -246,25 +300,53 @@ class Output:
         names = tuple(algorithms)
         self._writer.submit(lambda: self._set_hashers(names))
 
-    def restart(self, expected: int) -> None:
+    def restart(self, expected: int, record: dict[str, Any] | None = None) -> None:
         """Start the file over, empty, for a new response of ``expected`` bytes (a retry
-        that could not continue): bytes of two responses are never joined."""
+        that could not continue): bytes of two responses are never joined. A kept part
+        gets ``record`` as its new checkpoint."""
         self._chunks, self._size = [], 0
         self.expected = expected
         if self._opened:
-            self._writer.submit(self._truncate)
+            self._writer.submit(lambda: self._truncate(record))
+
+    def close_kept(self) -> None:
+        """Let go of a kept part, with what it was handed (another response goes
+        elsewhere)."""
+        self._keep_pending(lambda: None)
 
     def discard(self, then: Callable[[], object]) -> None:
-        """Remove the part file, if one was made; then ``then()``."""
+        """Remove the part file, if one was made; then ``then()``. A kept part is kept,
+        with every byte it was handed, for a later resume."""
+        if self.kept is not None:
+            self._keep_pending(then)
+            return
         self._chunks, self._size = [], 0
         if self._opened:
             self._writer.submit(lambda: self._discard(then))
         else:  # nothing on disk yet
             then()
 
+    def _keep_pending(self, then: Callable[[], object]) -> None:
+        chunks, size = self._chunks, self._size
+        self._chunks, self._size = [], 0
+        opened, self._opened = self._opened, True
+
+        def job() -> None:
+            if not opened:
+                self._open()
+            if chunks:
+                self._write(chunks)
+            self._close()
+            then()
+
+        self._writer.submit(job, size)
+
     # ---- writer thread ---------------------------------------------------------------
 
     def _open(self) -> None:
+        if self.kept is not None:
+            self._open_kept(self.kept)
+            return
         target = self.target
         if target is not None:
             folder, base = os.path.split(target)
@@ -290,6 +372,23 @@ class Output:
             self._reserve()
             return
         self.error = save_error(FileExistsError(17, "no free part file name"), prefix)
+
+    def _open_kept(self, kept: KeptPart) -> None:
+        """Open ``<target>.wxpart``: at its end when it is continued, else emptied; write
+        its checkpoint first, so the part never holds bytes the checkpoint does not name."""
+        try:
+            if kept.record is not None:
+                _write_checkpoint(kept)
+            self.fd = os.open(kept.path, os.O_WRONLY | os.O_CREAT, 0o666)
+            os.ftruncate(self.fd, kept.held)
+            os.lseek(self.fd, kept.held, os.SEEK_SET)
+        except OSError as exc:
+            self.error = save_error(exc, kept.target)
+            return
+        self.path = kept.path
+        self.written = self._prefix = kept.held
+        if not kept.held:
+            self._reserve()
 
     def _open_and_write(self, chunks: list[bytes]) -> None:
         self._open()
@@ -346,26 +445,52 @@ class Output:
                 assert self.path is not None
                 os.replace(self.path, final)
                 self.path = None
+                if self.kept is not None:  # whole: the checkpoint has served
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.kept.checkpoint)
             except OSError as exc:
                 error = save_error(exc, self.target or "temp folder")
         if error is not None:
-            self._remove()
+            if self.kept is not None and not isinstance(error, ChecksumError):
+                self._close()  # kept for a later resume
+            else:
+                self._remove()
         then(error)
 
     def _set_hashers(self, names: tuple[str, ...]) -> None:
         self._hashers = {name: hashlib.new(name) for name in names}
+        if self._prefix and self.path is not None:  # a continued part: its bytes first
+            try:
+                with open(self.path, "rb") as f:
+                    left = self._prefix
+                    while left and (block := f.read(min(left, 1 << 20))):
+                        left -= len(block)
+                        for hasher in self._hashers.values():
+                            hasher.update(block)
+            except OSError as exc:
+                self.error = save_error(exc, self.target or self.path)
 
-    def _truncate(self) -> None:
+    def _truncate(self, record: dict[str, Any] | None = None) -> None:
         for name in self._hashers:
             self._hashers[name] = hashlib.new(name)
+        self._prefix = 0
         if self.error is not None or self.fd < 0:
             return
         try:
+            if self.kept is not None and record is not None:
+                _write_checkpoint(self.kept._replace(record=record))
             os.ftruncate(self.fd, 0)
             os.lseek(self.fd, 0, os.SEEK_SET)
             self.written = self.reserved = 0
         except OSError as exc:
             self.error = save_error(exc, self.target or self.path or "temp folder")
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        self.path = None
 
     def _verify(self, checks: Sequence[Check]) -> FileError | None:
         """A ChecksumError for the first digest the bytes written do not match."""
@@ -384,10 +509,16 @@ class Output:
         return None
 
     def _discard(self, then: Callable[[], object]) -> None:
-        self._remove()
+        if self.kept is not None:
+            self._close()  # a failure or an abort with resume: the bytes wait for later
+        else:
+            self._remove()
         then()
 
     def _remove(self) -> None:
+        if self.kept is not None:  # not even a resumable part stays (a checksum mismatch)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.kept.checkpoint)
         if self.fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
@@ -396,3 +527,11 @@ class Output:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
             self.path = None
+
+
+def _write_checkpoint(kept: KeptPart) -> None:
+    """Write ``kept.record`` beside the part, whole or not at all (a rename)."""
+    staging = kept.checkpoint + ".new"
+    with open(staging, "w", encoding="utf-8") as f:
+        json.dump(kept.record, f)
+    os.replace(staging, kept.checkpoint)

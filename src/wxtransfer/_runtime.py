@@ -25,6 +25,7 @@ from ._dispatch import Dispatcher, LoopDispatcher, ThreadDispatcher
 from ._engine import Engine
 from ._errors import AbortError, Errno, TransferError
 from ._options import Api, Request, check_callbacks, validate_download, validate_upload
+from ._output import load_checkpoint
 from ._results import FileInfo, SavedFileInfo
 from ._retry import Retry, as_retry
 from ._rules import WeChatRules
@@ -226,6 +227,7 @@ class Runtime:
         max_speed: int | None = None,
         retry: int | Retry | None = None,
         checksum: str | None = None,
+        resume: bool = False,
     ) -> DownloadTask:
         """GET ``url`` into a temp file, or into ``file_path`` once complete; returns at once.
 
@@ -234,8 +236,10 @@ class Runtime:
         runtime's ``default_stall_timeout``); ``max_speed`` caps it in bytes per second;
         ``retry`` (an int or a ``Retry``; 0: none; None: the runtime's ``default_retry``)
         tries it again after a failure worth it; ``checksum`` (``"sha256:<hex>"``; md5, sha1,
-        sha256, sha512) is checked before the file takes its name. Never raises: every
-        failure reaches ``fail`` and ``task.result()``.
+        sha256, sha512) is checked before the file takes its name; with ``resume`` (and a
+        ``file_path``) a failed or aborted download keeps its bytes in
+        ``<file_path>.wxpart`` and a later one of the same URL continues them. Never
+        raises: every failure reaches ``fail`` and ``task.result()``.
         """
         task = DownloadTask(
             "downloadFile",
@@ -258,6 +262,7 @@ class Runtime:
                 max_speed=max_speed,
                 retry=retry,
                 checksum=checksum,
+                resume=resume,
             )
         except TransferError as exc:
             task._report_done(exc)
@@ -273,6 +278,8 @@ class Runtime:
             except TransferError as exc:
                 task._report_done(exc)
                 return
+        if request.resume and request.target_path is not None:  # read here, not on the engine
+            request.resume_from = load_checkpoint(request.target_path, request.url)
         with self._lock:
             if self._closed:
                 engine = None

@@ -31,7 +31,7 @@ from ._errors import (
 from ._events import TaskEvents
 from ._flow import Answer, Exchange, Flow, Resume
 from ._options import Request
-from ._output import Output, Writer, save_error
+from ._output import KeptPart, Output, Writer, save_error
 from ._results import (
     DownloadFileResult,
     DownloadProgress,
@@ -280,6 +280,7 @@ class Transfer:
         "final",
         "flow",
         "follow",
+        "fresh",
         "head",
         "head_parsed",
         "held_total",
@@ -306,6 +307,7 @@ class Transfer:
         "url",
         "validator",
         "waiting",
+        "whole",
         "writer",
         "written",
     )
@@ -353,6 +355,8 @@ class Transfer:
         self.final = False  # the final response's head has ended (not a 1xx, not a redirect)
         # the body, across attempts: what a retried download holds and what it belongs to
         self.continued = False  # the body continues the one held (a fitting 206)
+        self.whole = False  # a 416 said the part held is the whole resource
+        self.fresh = False  # the file was made or started over: set up its hashing
         self.validator: str | None = None  # of the response held: strong ETag, else date
         self.held_total = 0  # its complete length; 0: unknown (nothing to continue)
         self.checks: list[Check] = []  # digests its bytes must match, if it completes 2xx
@@ -536,7 +540,10 @@ class Transfer:
             self.task._report_headers(HeadersReceived(self.head, self.status))
             return True
         resume = self.exchange.resume if self.exchange is not None else None
-        if resume is not None and self.status == 206:
+        if resume is not None and self.status == 416 and self._whole(resume):
+            self.whole = self.continued = True  # the part held is the resource, whole
+            self.expected = self.written = resume.total
+        elif resume is not None and self.status == 206:
             if not self._fits(resume):  # discarded unwritten; the next attempt starts over
                 self.restart = True
                 self.error = NetworkError(
@@ -547,14 +554,19 @@ class Transfer:
                 return False
             self.continued = True
             self.expected = resume.total
+            self.written = resume.offset  # progress starts at the bytes held
+            if self.validator is None:  # continuing a part an earlier call kept
+                self.validator, self.held_total = resume.validator, resume.total
         else:
             self.continued = False
             self.expected = self._content_length()
             self.validator, self.held_total = self._validator()
-            if self.output is not None:  # an earlier attempt's bytes: start over
-                self.output.restart(self.expected)
+            if self.output is not None and self._keeps(self.output):
+                # an earlier attempt's bytes: start over
+                self.output.restart(self.expected, self._record())
                 self.written = 0
                 self.next_event = self.last_bytes + 1  # no event until past the reported
+                self.fresh = True
         self.task._report_headers(HeadersReceived(self.head, self.status))
         try:
             if self.config.rules is not None and self.expected:
@@ -562,12 +574,22 @@ class Transfer:
         except TransferError as exc:
             self.error = exc
             return False
-        if self.output is None:
+        if self.output is None or not self._keeps(self.output):
+            if self.output is not None:
+                self.output.close_kept()  # the part waits, untouched, for a later resume
+            kept = None
+            if self.request.resume and (self.continued or self.status == 200):
+                assert self.request.target_path is not None
+                held = self.written if self.continued else 0
+                record = None if self.continued else self._record()
+                kept = KeptPart(self.request.target_path, held, record)
             self.output = Output(
-                self.writer, self.request.target_path, self.config.temp_dir, self.expected
+                self.writer, self.request.target_path, self.config.temp_dir, self.expected, kept
             )
             self.output.start()
-        if not self.continued:  # a new body: what it must hash to, hashed as it is written
+            self.fresh = True
+        if self.fresh:  # a new file or one started over: hashed as it is written
+            self.fresh = False
             checks: list[Check] = []
             if self.request.checksum is not None:
                 checks.append((*self.request.checksum, "checksum"))
@@ -577,6 +599,23 @@ class Transfer:
             if checks:
                 self.output.hash_with({algorithm for algorithm, _, _ in checks})
         return True
+
+    def _keeps(self, output: Output) -> bool:
+        """Whether this response's body goes to ``output``: a kept part takes only the
+        resource's bytes (200, or a 206/416 that continues it); another status's body
+        goes to a file of its own, and the part waits untouched."""
+        if output.kept is None:
+            return True
+        return self.continued or self.status == 200
+
+    def _record(self) -> dict[str, Any]:
+        """The checkpoint of a kept part: what a later call needs to continue it."""
+        return {"url": self.request.url, "validator": self.validator, "total": self.held_total}
+
+    def _whole(self, resume: Resume) -> bool:
+        """A 416 ``bytes */N`` where N is the bytes held and their complete length."""
+        value = (self.head.get("content-range") or "").strip()
+        return value == f"bytes */{resume.total}" and resume.offset == resume.total
 
     def _validator(self) -> tuple[str | None, int]:
         """What a later attempt may continue this response with: a strong ETag, else its
@@ -612,12 +651,12 @@ class Transfer:
 
     def on_body(self, data: bytes) -> int | None:
         output = self.output
-        if output is None or self.redirecting or self.config.rules is not None:
+        if output is None or self.redirecting or self.whole or self.config.rules is not None:
             return self._on_body_checked(data)
         return self._keep(output, data)  # the usual case, once per 16 KiB: keep it short
 
     def _on_body_checked(self, data: bytes) -> int | None:
-        if self.redirecting:
+        if self.redirecting or self.whole:  # a body not kept (a 416's: the part is whole)
             return None
         if self.output is None and not self.final:  # a body before any blank line
             if not self._end_of_head():

@@ -12,6 +12,10 @@ offset when the validator matches, else the whole 200), and misbehaves as told:
 - ``etag`` / ``last_modified``: the validators it sends (``None``: none).
 - ``bad_range``: answer a Range with a 206 that starts elsewhere.
 - ``stall_first``: the first response sends its head and some bytes, then nothing.
+- ``drip``: seconds between 16 KiB pieces of a body (a slow link).
+
+A ``Range`` from the end of the body, with a matching ``If-Range``, gets a 416 with
+``Content-Range: bytes */N``.
 
 ``.requests`` records each request's headers (lower-case names), in order, so tests can
 assert what the client sent.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from tests.servers.rawsock import build_response, graceful_close, parse_head, wait_until_closed
 
@@ -42,6 +47,7 @@ class Faulty:
         last_modified: str | None = "Wed, 21 Oct 2026 07:28:00 GMT",
         bad_range: bool = False,
         stall_first: bool = False,
+        drip: float = 0.0,
     ) -> None:
         self.body = body
         self.cut_after = cut_after
@@ -54,6 +60,7 @@ class Faulty:
         self.last_modified = last_modified
         self.bad_range = bad_range
         self.stall_first = stall_first
+        self.drip = drip
         self.requests: list[dict[str, str]] = []
         self.sent = 0  # body bytes sent, in all
         self._lock = threading.Lock()
@@ -92,6 +99,9 @@ class Faulty:
                 start = offset + 1 if self.bad_range else offset
                 status, payload = 206, body[start:]
                 extra.append(("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}"))
+            elif matches and offset == len(body):
+                status, payload = 416, b"nothing past the end"
+                extra.append(("Content-Range", f"bytes */{len(body)}"))
         cut = self.cut_after if n < self.cuts else 0
         raw = build_response(status, b"", extra, content_length=len(payload))
         sock.sendall(raw)
@@ -100,7 +110,17 @@ class Faulty:
             wait_until_closed(sock)
             return
         out = payload[:cut] if cut else payload
-        sock.sendall(out)
-        with self._lock:
-            self.sent += len(out)
+        if self.drip:
+            for i in range(0, len(out), 16384):
+                try:
+                    sock.sendall(out[i : i + 16384])
+                except OSError:
+                    return  # the client went away (an abort, a kill)
+                with self._lock:
+                    self.sent += len(out[i : i + 16384])
+                time.sleep(self.drip)
+        else:
+            sock.sendall(out)
+            with self._lock:
+                self.sent += len(out)
         graceful_close(sock)
