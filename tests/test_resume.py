@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,3 +218,63 @@ def test_a_process_killed_mid_download_is_resumed_by_another(
     assert target.read_bytes() == body  # byte-identical
     assert res.data_length == len(body)
     assert faulty.requests[1]["range"] == f"bytes={held}-"
+
+
+# ---- against nginx: its own Range, If-Range and ETag ---------------------------------------
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Any:
+    from tests.servers.nginx import NginxProcess
+
+    root = tmp_path / "www"
+    root.mkdir()
+    try:
+        srv = NginxProcess(root).start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.skip(f"no nginx here ({exc}); make test installs it")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def pause_after(rt: wxtransfer.Runtime, url: str, target: Path, at: int) -> None:
+    """Start a slow resumable download, abort it once ``at`` bytes came (a pause)."""
+    moved = threading.Event()
+    task = rt.download_file(url, file_path=target, resume=True, max_speed=2_000_000)
+    task.on_progress_update(lambda p: p.total_bytes_written >= at and moved.set())
+    assert moved.wait(20)
+    task.abort()
+    assert isinstance(task.exception(10), wxtransfer.AbortError)
+
+
+def test_nginx_continues_a_paused_download_byte_for_byte(tmp_path: Path, nginx: Any) -> None:
+    body = os.urandom(4 << 20)
+    (nginx.root / "big.bin").write_bytes(body)
+    target = tmp_path / "big.bin"
+    with runtime(tmp_path) as rt:
+        pause_after(rt, nginx.url + "/big.bin", target, 1 << 20)
+        held = part(target).stat().st_size
+        assert 0 < held < len(body)
+        res = rt.download_file(nginx.url + "/big.bin", file_path=target, resume=True).result(20)
+    assert target.read_bytes() == body
+    assert (res.status_code, res.data_length) == (200, len(body))
+    last = nginx.log()[-1]
+    assert (last["status"], last["range"]) == ("206", f"bytes={held}-")
+    assert last["if_range"].startswith("\\x22")  # nginx's strong ETag, its quote escaped
+    assert int(last["sent"]) == len(body) - held
+
+
+def test_nginx_serves_a_changed_file_whole(tmp_path: Path, nginx: Any) -> None:
+    old, new = os.urandom(4 << 20), os.urandom(4 << 20)
+    served = nginx.root / "big.bin"
+    served.write_bytes(old)
+    target = tmp_path / "big.bin"
+    with runtime(tmp_path) as rt:
+        pause_after(rt, nginx.url + "/big.bin", target, 1 << 20)
+        served.write_bytes(new)
+        os.utime(served, (time.time() + 5, time.time() + 5))  # another ETag for sure
+        rt.download_file(nginx.url + "/big.bin", file_path=target, resume=True).result(20)
+    assert target.read_bytes() == new  # never old bytes joined to new ones
+    assert nginx.log()[-1]["status"] == "200"

@@ -332,7 +332,13 @@ class Engine:
             try:
                 transfer.start(self._timeouts[api], next(transfer.flow))
                 if transfer.trace:
-                    logger.debug("%s #%d start", api, transfer.number)
+                    resume = transfer.exchange.resume if transfer.exchange else None
+                    logger.debug(
+                        "%s #%d start%s",
+                        api,
+                        transfer.number,
+                        f", resuming from byte {resume.offset}" if resume else "",
+                    )
                 self._by_handle[transfer.curl] = transfer
                 self._multi.add_handle(transfer.curl)
                 self._added = True
