@@ -18,6 +18,7 @@ import errno as errno_codes
 import functools
 import ipaddress
 import json
+import math
 import os
 import re
 import secrets
@@ -53,9 +54,11 @@ from ._results import (
     DownloadFileResult,
     DownloadProgress,
     HeadersReceived,
+    RetryEvent,
     UploadFileResult,
     UploadProgress,
 )
+from ._retry import Retry
 from ._rules import WeChatRules
 from ._runtime import Runtime, __version__
 from ._task import Task
@@ -950,14 +953,6 @@ def cli() -> None:
     """
 
 
-_timeout_option = click.option(
-    "--timeout",
-    type=click.IntRange(min=0),
-    metavar="MS",
-    default=None,
-    help="Limit for the whole transfer in milliseconds (default 60000, as on the "
-    "platform; 0: no limit).",
-)
 _header_option = click.option(
     "-H",
     "--header",
@@ -975,6 +970,117 @@ _json_option = click.option(
     "as JSON on stdout; a failure as {errMsg, errno} on stderr.",
 )
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+
+#: The CLI's defaults are curl's, not the platform's: no overall deadline, and a stall
+#: (no byte moving) of 30 s ends a transfer, so a dead connection never hangs for ever.
+_DEFAULT_STALL_S = 30.0
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """``--retry``, ``--retry-delay``, ``--stall-timeout``, ``--limit-rate`` and
+    ``--max-time`` / ``--timeout``, as the library's keyword arguments."""
+
+    timeout: int
+    retry: Retry | None
+    stall_timeout: int
+    max_speed: int | None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "timeout": self.timeout,
+            "retry": self.retry,
+            "stall_timeout": self.stall_timeout,
+            "max_speed": self.max_speed,
+        }
+
+
+def robustness_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add curl's options for bad networks; the command receives ``robust: Robustness``."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        timeout_ms: int | None = kwargs.pop("timeout")
+        max_time: float | None = kwargs.pop("max_time")
+        retries: int = kwargs.pop("retries")
+        retry_delay: float | None = kwargs.pop("retry_delay")
+        stall: float | None = kwargs.pop("stall_timeout")
+        rate: int | None = kwargs.pop("limit_rate")
+        if timeout_ms is not None and max_time is not None:
+            raise click.UsageError("use --timeout MS or --max-time SECONDS, not both")
+        if max_time is not None:
+            timeout_ms = math.ceil(max_time * 1000)
+        retry = None
+        if retries:
+            delay = retry_delay if retry_delay is not None else 1.0
+            retry = Retry(
+                total=retries,
+                backoff=delay,
+                max_backoff=delay if retry_delay is not None else 30.0,
+            )
+        robust = Robustness(
+            timeout=timeout_ms if timeout_ms is not None else 0,
+            retry=retry,
+            stall_timeout=math.ceil((_DEFAULT_STALL_S if stall is None else stall) * 1000),
+            max_speed=rate or None,
+        )
+        return command(*args, robust=robust, **kwargs)
+
+    decorated: Callable[..., Any] = wrapper
+    for option in reversed(_robustness_option_decorators):
+        decorated = option(decorated)
+    return decorated
+
+
+_robustness_option_decorators = [
+    click.option(
+        "--timeout",
+        type=click.IntRange(min=0),
+        metavar="MS",
+        default=None,
+        help="Limit for the whole transfer in milliseconds, as on the platform (0: none; "
+        "default: none, as curl).",
+    ),
+    click.option(
+        "-m",
+        "--max-time",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        default=None,
+        help="The same limit in seconds, as curl's --max-time.",
+    ),
+    click.option(
+        "--retry",
+        "retries",
+        type=click.IntRange(min=0),
+        metavar="N",
+        default=0,
+        help="Try again up to N times after a failure worth it (cannot connect, reset, "
+        "cut, stall, 408/429/500/502/503/504); a download continues where it stopped.",
+    ),
+    click.option(
+        "--retry-delay",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        default=None,
+        help="Wait up to this long between attempts (default: a doubling backoff from 1 s).",
+    ),
+    click.option(
+        "--stall-timeout",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        default=None,
+        help=f"End (or retry) a transfer once no byte moved for this long (default "
+        f"{_DEFAULT_STALL_S:g}; 0: never).",
+    ),
+    click.option(
+        "--limit-rate",
+        type=SIZE,
+        metavar="RATE",
+        default=None,
+        help="At most this many bytes per second, curl's suffixes (500K, 1M).",
+    ),
+]
 _fail_option = click.option(
     "-f",
     "--fail",
@@ -998,7 +1104,7 @@ _fail_option = click.option(
     help="Form field sent before the file (repeatable).",
 )
 @_header_option
-@_timeout_option
+@robustness_options
 @_json_option
 @_quiet_option
 @_fail_option
@@ -1009,7 +1115,7 @@ def upload(
     name: str,
     form: dict[str, str],
     header: dict[str, str],
-    timeout: int | None,
+    robust: Robustness,
     as_json: bool,
     quiet: bool,
     fail_http: bool,
@@ -1022,8 +1128,12 @@ def upload(
     api = "uploadFile"
     # Interrupt first: its handlers stay until the runtime has closed and removed its files.
     with Interrupt() as interrupt, settings.build() as runtime, _reporter(quiet) as reporter:
-        task = runtime.upload_file(url, file, name, header=header, form_data=form, timeout=timeout)
-        tracker = reporter.track(f"upload {os.path.basename(file)}")
+        task = runtime.upload_file(
+            url, file, name, header=header, form_data=form, **robust.kwargs()
+        )
+        label = f"upload {os.path.basename(file)}"
+        tracker = reporter.track(label)
+        _show_retries(task, tracker, label, robust)
 
         def on_progress(p: UploadProgress) -> None:
             tracker.update(p.total_bytes_sent, p.total_bytes_expected_to_send)
@@ -1063,7 +1173,21 @@ def upload(
     "(the default).",
 )
 @_header_option
-@_timeout_option
+@robustness_options
+@click.option(
+    "-C",
+    "--continue",
+    "resume",
+    is_flag=True,
+    help="Keep the bytes of a failed or interrupted download in PATH.wxpart and continue "
+    "them with the same command (validated: a changed file starts over).",
+)
+@click.option(
+    "--checksum",
+    metavar="ALGO:HEX",
+    default=None,
+    help="Check the file against this digest (md5, sha1, sha256, sha512) before it takes its name.",
+)
 @_json_option
 @_quiet_option
 @_fail_option
@@ -1074,7 +1198,9 @@ def download(
     output: str | None,
     remote_name: bool,
     header: dict[str, str],
-    timeout: int | None,
+    robust: Robustness,
+    resume: bool,
+    checksum: str | None,
     as_json: bool,
     quiet: bool,
     fail_http: bool,
@@ -1109,13 +1235,27 @@ def download(
                     as_json=as_json,
                 )
 
+    if resume:  # the part waits beside a name known before the request: -o, or the URL's
+        _download_resumable(
+            url,
+            explicit or _inside(folder, remote_file_name(url, {})),
+            header,
+            robust,
+            checksum,
+            as_json=as_json,
+            quiet=quiet,
+            fail_http=fail_http,
+            force=force,
+            settings=settings,
+        )
+        return
     state: dict[str, Any] = {}
     # Interrupt first: its handlers stay until the runtime has closed and removed its files.
     with Interrupt() as interrupt, settings.build() as runtime, _reporter(quiet) as reporter:
-        task = runtime.download_file(url, header=header, timeout=timeout)
-        tracker = reporter.track(
-            f"download {os.path.basename(explicit) if explicit else ''}".rstrip()
-        )
+        task = runtime.download_file(url, header=header, checksum=checksum, **robust.kwargs())
+        label = f"download {os.path.basename(explicit) if explicit else ''}".rstrip()
+        tracker = reporter.track(label)
+        _show_retries(task, tracker, label, robust)
 
         def on_headers(h: HeadersReceived) -> None:
             state["status"] = h.status_code
@@ -1182,6 +1322,85 @@ def download(
         click.echo(path)
         if not quiet and Console(stderr=True).is_terminal:
             click.echo(f"saved {human_size(res.data_length)} (HTTP {res.status_code})", err=True)
+
+
+def _show_retries(task: Task[Any, Any], tracker: Tracker, label: str, robust: Robustness) -> None:
+    """Show each retry on the bar as it happens; the label comes back with the answer."""
+    if robust.retry is None:
+        return
+    total = robust.retry.total
+
+    def on_retry(event: RetryEvent) -> None:
+        reason = (
+            event.error.err_msg.partition(":fail ")[2]
+            if event.error
+            else f"HTTP {event.status_code}"
+        )
+        tracker.describe(
+            f"{label} · retry {event.attempt - 1}/{total} in {event.delay:.1f} s: {reason}"
+        )
+
+    task.on_retry(on_retry)
+    task.on_headers_received(lambda h: tracker.describe(label))
+
+
+def _download_resumable(
+    url: str,
+    dest: str,
+    header: dict[str, str],
+    robust: Robustness,
+    checksum: str | None,
+    *,
+    as_json: bool,
+    quiet: bool,
+    fail_http: bool,
+    force: bool,
+    settings: RuntimeSettings,
+) -> None:
+    """``download -C``: straight to ``dest``, its bytes waiting in ``dest.wxpart`` when it
+    fails or is interrupted, continued by the same command."""
+    api = "downloadFile"
+    if not force and os.path.lexists(dest):
+        exit_failure(_save_error(FileExistsError(), dest), as_json=as_json)
+    with Interrupt() as interrupt, settings.build() as runtime, _reporter(quiet) as reporter:
+        task = runtime.download_file(
+            url, header=header, file_path=dest, resume=True, checksum=checksum, **robust.kwargs()
+        )
+        label = f"download {os.path.basename(dest)}"
+        tracker = reporter.track(label)
+        _show_retries(task, tracker, label, robust)
+        task.on_progress_update(
+            lambda p: tracker.update(p.total_bytes_written, p.total_bytes_expected_to_write)
+        )
+        failure: errors.TransferError | None = None
+        try:
+            res = wait(task, interrupt)
+        except errors.TransferError as exc:
+            failure = exc
+        reporter.close()
+    if failure is not None or interrupt.interrupted:
+        kept = dest + ".wxpart"
+        if os.path.exists(kept):
+            held = os.path.getsize(kept)
+            with contextlib.suppress(OSError):
+                click.echo(
+                    f"{human_size(held)} received wait in {kept}: run the same command again "
+                    "(with -C) to continue.",
+                    err=True,
+                )
+        if interrupt.interrupted:
+            exit_interrupted(api, as_json=as_json, code=interrupt.exit_code)
+        assert failure is not None
+        exit_failure(failure, as_json=as_json)
+    if fail_http and res.status_code >= 400:
+        with contextlib.suppress(OSError):
+            os.unlink(dest)
+        _http_error(api, res.status_code, as_json=as_json)
+    path = os.path.abspath(dest)
+    if as_json:
+        _print_json({**res.to_dict(), "filePath": path})
+    else:
+        click.echo(path)
 
 
 @cli.command()
