@@ -161,3 +161,44 @@ def test_the_default_is_curls_a_30_s_stall_and_no_deadline() -> None:
     from wxtransfer import _cli
 
     assert _cli._DEFAULT_STALL_S == 30.0
+
+
+def test_connect_timeout_and_retry_max_time(tmp_path: Path) -> None:
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = [socket.socket() for _ in range(4)]
+    try:
+        for s in fillers:
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+        time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/x"
+        started = time.monotonic()
+        out = cli(
+            tmp_path,
+            "download",
+            url,
+            "--connect-timeout",
+            "0.2",
+            "--retry",
+            "50",
+            "--retry-delay",
+            "0.1",
+            "--retry-max-time",
+            "1",
+        )
+        took = time.monotonic() - started
+    finally:
+        for s in fillers:
+            s.close()
+        server.close()
+    assert out.returncode == 1
+    assert "could not connect: no connection within 200 ms" in out.stderr
+    assert took < 10  # --retry-max-time, not 50 retries

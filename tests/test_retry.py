@@ -442,3 +442,61 @@ def test_a_retry_is_no_redirect_in_the_profile(
     assert retried.profile is not None and redirected.profile is not None
     assert retried.attempts == 2 and retried.profile["redirectStart"] == 0
     assert redirected.attempts == 2 and redirected.profile["redirectStart"] > 0
+
+
+# ---- connect_timeout and max_time -----------------------------------------------------------
+
+
+@pytest.fixture
+def unanswered_port() -> Any:
+    """A port whose accept queue is full: a new connection's SYN goes unanswered, so a
+    connect hangs (on loopback, without sending anything anywhere else)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    time.sleep(0.1)
+    yield port
+    for s in fillers:
+        s.close()
+    server.close()
+
+
+def test_connect_timeout_is_cannot_connect_and_retried(
+    tmp_path: Path, unanswered_port: int
+) -> None:
+    url = f"http://127.0.0.1:{unanswered_port}/x"
+    with runtime(tmp_path) as rt:
+        started = time.monotonic()
+        err = rt.download_file(url, connect_timeout=200, timeout=10_000).exception(10)
+        assert time.monotonic() - started < 5  # its own limit, not the deadline
+        again = rt.download_file(
+            url, connect_timeout=200, timeout=10_000, retry=wxtransfer.Retry(total=2, backoff=0)
+        ).exception(10)
+    assert isinstance(err, wxtransfer.NetworkError) and not isinstance(err, TimeoutError)
+    assert (err.errno, err.curl_code) == (600001, 28)
+    assert err.err_msg == "downloadFile:fail could not connect: no connection within 200 ms"
+    assert isinstance(again, wxtransfer.NetworkError) and again.attempts == 3
+
+
+def test_no_attempt_starts_past_max_time() -> None:
+    clock = Clock()
+    retry = wxtransfer.Retry(total=10, backoff=2.0, max_backoff=2.0, max_time=5.0)
+    flow = flow_for(validate_download("http://a.test/f"), retry, None, clock)  # waits: 1 s
+    next(flow)  # the first attempt starts at 0 s
+    clock.now += 3.0  # and fails at 3 s: the next would start at 4 s
+    assert advance(flow, Answer(error=refused())) is not None
+    clock.now += 1.5  # that one fails at 4.5 s: the next would start at 5.5 s, past 5 s
+    with pytest.raises(NetworkError):
+        advance(flow, Answer(error=refused()))

@@ -89,6 +89,7 @@ def upload_file(
     stall_timeout: int | float | None = None,
     max_speed: int | None = None,
     retry: int | Retry | None = None,
+    connect_timeout: int | float | None = None,
     **options: bool,
 ) -> UploadTask:
     """Upload ``file_path`` as multipart field ``name`` with the default runtime.
@@ -109,6 +110,7 @@ def upload_file(
         stall_timeout=stall_timeout,
         max_speed=max_speed,
         retry=retry,
+        connect_timeout=connect_timeout,
         **options,
     )
 
@@ -125,6 +127,7 @@ def download_file(
     stall_timeout: int | float | None = None,
     max_speed: int | None = None,
     retry: int | Retry | None = None,
+    connect_timeout: int | float | None = None,
     checksum: str | None = None,
     resume: bool = False,
     **options: bool,
@@ -145,6 +148,7 @@ def download_file(
         stall_timeout=stall_timeout,
         max_speed=max_speed,
         retry=retry,
+        connect_timeout=connect_timeout,
         checksum=checksum,
         resume=resume,
         **options,

@@ -985,6 +985,7 @@ class Robustness:
     retry: Retry | None
     stall_timeout: int
     max_speed: int | None
+    connect_timeout: int | None
 
     def kwargs(self) -> dict[str, Any]:
         return {
@@ -992,6 +993,7 @@ class Robustness:
             "retry": self.retry,
             "stall_timeout": self.stall_timeout,
             "max_speed": self.max_speed,
+            "connect_timeout": self.connect_timeout,
         }
 
 
@@ -1004,6 +1006,8 @@ def robustness_options(command: Callable[..., Any]) -> Callable[..., Any]:
         max_time: float | None = kwargs.pop("max_time")
         retries: int = kwargs.pop("retries")
         retry_delay: float | None = kwargs.pop("retry_delay")
+        retry_max_time: float | None = kwargs.pop("retry_max_time")
+        connect: float | None = kwargs.pop("connect_timeout")
         stall: float | None = kwargs.pop("stall_timeout")
         rate: int | None = kwargs.pop("limit_rate")
         if timeout_ms is not None and max_time is not None:
@@ -1017,12 +1021,14 @@ def robustness_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 total=retries,
                 backoff=delay,
                 max_backoff=delay if retry_delay is not None else 30.0,
+                max_time=retry_max_time or None,
             )
         robust = Robustness(
             timeout=timeout_ms if timeout_ms is not None else 0,
             retry=retry,
             stall_timeout=math.ceil((_DEFAULT_STALL_S if stall is None else stall) * 1000),
             max_speed=rate or None,
+            connect_timeout=math.ceil(connect * 1000) if connect else None,
         )
         return command(*args, robust=robust, **kwargs)
 
@@ -1064,6 +1070,20 @@ _robustness_option_decorators = [
         metavar="SECONDS",
         default=None,
         help="Wait up to this long between attempts (default: a doubling backoff from 1 s).",
+    ),
+    click.option(
+        "--retry-max-time",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        default=None,
+        help="Start no retry later than this after the first attempt began.",
+    ),
+    click.option(
+        "--connect-timeout",
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        default=None,
+        help="Give up connecting after this long (each attempt; retried with --retry).",
     ),
     click.option(
         "--stall-timeout",

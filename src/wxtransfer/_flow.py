@@ -150,8 +150,13 @@ def transfer_flow(
     if may_continue and request.resume_from is not None:  # a part kept by an earlier call
         resume = Resume(*request.resume_from)
 
+    started = clock()
+
     def fits(wait: float) -> bool:
         end = deadline()
+        if policy is not None and policy.max_time is not None:
+            if clock() + wait - started > policy.max_time:
+                return False
         return end is None or clock() + wait < end
 
     def judge(status: int, head: Mapping[str, str]) -> float | None:

@@ -46,6 +46,7 @@ class Request:
     headers: list[tuple[str, str]]
     timeout_ms: int | None  # None: the runtime's default; 0: no limit
     stall_timeout_ms: int | None = None  # None: the runtime's default; 0: off
+    connect_timeout_ms: int = 0  # each attempt's connect, within the deadline; 0: no own
     max_speed: int = 0  # bytes per second, this transfer; 0: no limit
     retry: Retry | None = None  # None: the runtime's default
     checksum: tuple[str, str] | None = None  # a download's (algorithm, lowercase hex)
@@ -237,12 +238,17 @@ def _check_timeout(api: Api, timeout: object) -> int | None:
 
 def _check_stall_timeout(api: Api, value: object) -> int | None:
     """``stall_timeout`` in ms: None (the runtime's default), 0 (off) or a positive number."""
+    return None if value is None else _check_ms(api, "stall_timeout", value)
+
+
+def _check_ms(api: Api, what: str, value: object) -> int:
+    """Milliseconds >= 0 (None, 0 and infinity: 0, none), rounded up."""
     if value is None:
-        return None
+        return 0
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise _param_error(api, f"stall_timeout should be a number of milliseconds, not {value!r}")
+        raise _param_error(api, f"{what} should be a number of milliseconds, not {value!r}")
     if value < 0:
-        raise _param_error(api, f"stall_timeout should be >= 0 milliseconds, got {value!r}")
+        raise _param_error(api, f"{what} should be >= 0 milliseconds, got {value!r}")
     if math.isinf(value):
         return 0
     return max(1, math.ceil(value)) if value else 0
@@ -387,6 +393,7 @@ def validate_upload(
     stall_timeout: object = None,
     max_speed: object = None,
     retry: object = None,
+    connect_timeout: object = None,
 ) -> Request:
     """Check an upload call; raise the error its ``fail`` should receive."""
     api: Api = "uploadFile"
@@ -409,6 +416,7 @@ def validate_upload(
         headers=headers,
         timeout_ms=timeout_ms,
         stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
+        connect_timeout_ms=_check_ms(api, "connect_timeout", connect_timeout),
         max_speed=_check_max_speed(api, max_speed),
         retry=_check_retry(api, retry),
         file_path=path,
@@ -474,6 +482,7 @@ def validate_download(
     stall_timeout: object = None,
     max_speed: object = None,
     retry: object = None,
+    connect_timeout: object = None,
     checksum: object = None,
     resume: object = False,
 ) -> Request:
@@ -499,6 +508,7 @@ def validate_download(
         headers=headers,
         timeout_ms=timeout_ms,
         stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
+        connect_timeout_ms=_check_ms(api, "connect_timeout", connect_timeout),
         max_speed=_check_max_speed(api, max_speed),
         retry=_check_retry(api, retry),
         target_path=target,

@@ -43,7 +43,8 @@ class Retry:
     uniform draw between 0 and that); with ``retry_after``, a ``Retry-After`` on a 429 or
     503 sets the wait exactly. ``statuses`` are the response codes tried again.
     Uploads are tried again only when no byte of the body left (cannot connect), unless
-    ``resend_uploads`` (a POST is not idempotent).
+    ``resend_uploads`` (a POST is not idempotent). With ``max_time`` (seconds, as curl's
+    ``--retry-max-time``) no attempt starts later than that after the first.
     """
 
     total: int = 3
@@ -52,10 +53,17 @@ class Retry:
     statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
     retry_after: bool = True
     resend_uploads: bool = False
+    max_time: float | None = None  # no attempt starts later than this after the first
 
     def __post_init__(self) -> None:
         if isinstance(self.total, bool) or not isinstance(self.total, int) or self.total < 0:
             raise ValueError(f"Retry total should be an int >= 0, not {self.total!r}")
+        if self.max_time is not None and (
+            isinstance(self.max_time, bool)
+            or not isinstance(self.max_time, int | float)
+            or not self.max_time >= 0
+        ):
+            raise ValueError(f"Retry max_time should be seconds >= 0, not {self.max_time!r}")
         for what, value in (("backoff", self.backoff), ("max_backoff", self.max_backoff)):
             if (
                 isinstance(value, bool)
@@ -120,12 +128,14 @@ def status_wait(retry: Retry, status: int, retry_after: str | None, now: float) 
 
 
 def cannot_connect(error: TransferError) -> bool:
-    """The request never reached the server: no byte of a body left."""
-    return error.curl_code in _CANNOT_CONNECT
+    """The request never reached the server: no byte of a body left. A libcurl timeout
+    (28) that is not the deadline's (a ``TimeoutError``) is an attempt's connect timeout."""
+    code = error.curl_code
+    return code in _CANNOT_CONNECT or (code == 28 and not isinstance(error, TimeoutError))
 
 
 def retryable(error: TransferError) -> bool:
     """Whether another attempt may fare better (a stall, a cut, cannot connect ...)."""
     if isinstance(error, TimeoutError):
         return STALLED in error.err_msg
-    return error.curl_code in RETRIED_CURL_CODES
+    return error.curl_code in RETRIED_CURL_CODES or cannot_connect(error)

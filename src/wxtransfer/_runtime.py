@@ -171,6 +171,7 @@ class Runtime:
         stall_timeout: int | float | None = None,
         max_speed: int | None = None,
         retry: int | Retry | None = None,
+        connect_timeout: int | float | None = None,
     ) -> UploadTask:
         """POST ``file_path`` as multipart/form-data field ``name``; returns at once.
 
@@ -203,6 +204,7 @@ class Runtime:
                 stall_timeout=stall_timeout,
                 max_speed=max_speed,
                 retry=retry,
+                connect_timeout=connect_timeout,
             )
         except TransferError as exc:
             task._report_done(exc)
@@ -226,6 +228,7 @@ class Runtime:
         stall_timeout: int | float | None = None,
         max_speed: int | None = None,
         retry: int | Retry | None = None,
+        connect_timeout: int | float | None = None,
         checksum: str | None = None,
         resume: bool = False,
     ) -> DownloadTask:
@@ -261,6 +264,7 @@ class Runtime:
                 stall_timeout=stall_timeout,
                 max_speed=max_speed,
                 retry=retry,
+                connect_timeout=connect_timeout,
                 checksum=checksum,
                 resume=resume,
             )

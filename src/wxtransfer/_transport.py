@@ -408,10 +408,13 @@ class Transfer:
             c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_3)
         elif r.enable_http2:
             c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
+        connect = r.connect_timeout_ms
         if self.deadline is not None:
             remaining = max(1, int((self.deadline - time.monotonic()) * 1000))
             c.setopt(pycurl.TIMEOUT_MS, remaining)
-            c.setopt(pycurl.CONNECTTIMEOUT_MS, remaining)
+            c.setopt(pycurl.CONNECTTIMEOUT_MS, min(remaining, connect) if connect else remaining)
+        elif connect:
+            c.setopt(pycurl.CONNECTTIMEOUT_MS, connect)
         if self.config.resolve:  # most runtimes have none: skip parsing the URL
             resolve = self._resolve_entries()
             if resolve:
@@ -866,10 +869,26 @@ class Transfer:
         if code in ANSWER_ERRORS:  # libcurl resets these for each hop
             info = self.curl.getinfo
             answered = bool(info(pycurl.REQUEST_SIZE) or info(pycurl.PRIMARY_IP))
+        if code == 28 and self._connect_timed_out():
+            error: TransferError = NetworkError(
+                f"{self.api}:fail could not connect: no connection within "
+                f"{self.request.connect_timeout_ms} ms",
+                Errno.CANNOT_CONNECT,
+                curl_code=code,
+            )
+            error.__cause__ = pycurl.error(code, detail)
+            return error
         error = map_curl_error(self.api, code, detail, answered=answered, chunked=self._chunked())
         if self.config.rules is not None:
             error = explain_failure(error, code)
         return error
+
+    def _connect_timed_out(self) -> bool:
+        """A timeout before any connection, with the deadline still ahead: the attempt's
+        own ``connect_timeout`` ran out (cannot connect), not the whole transfer's."""
+        if not self.request.connect_timeout_ms or self.curl.getinfo(pycurl.CONNECT_TIME_T):
+            return False
+        return self.deadline is None or time.monotonic() < self.deadline - 0.005
 
     def profile(self) -> dict[str, Any]:
         """The platform's RequestProfile from libcurl's timings, in ms since the epoch."""
