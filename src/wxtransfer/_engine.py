@@ -290,7 +290,9 @@ class Engine:
             self._fds = want
         wait: int = self._multi.timeout()
         if not want and (wait < 0 or wait > _BLIND_WAIT_MS):
-            wait = _BLIND_WAIT_MS
+            # Only transfers libcurl runs count: one waiting between attempts has a timer.
+            if any(not t.waiting for t in self._by_handle.values()):
+                wait = _BLIND_WAIT_MS
         return wait
 
     def _start(self, request: Request, task: TaskEvents) -> None:
