@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/wxtransfer demo
 
 bench: $(STAMP)
-	bash scripts/system-deps.sh nginx-light:nginx curl:curl
+	bash scripts/system-deps.sh nginx-light:nginx curl:curl aria2:aria2c
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -1,12 +1,14 @@
-"""Benchmark harness: wxtransfer against curl, pycurl, requests, httpx and aiohttp.
+"""Benchmark harness: wxtransfer against curl, pycurl, requests, httpx and aiohttp (and aria2).
 
 Starts a private nginx on 127.0.0.1, makes the test files, runs every scenario for every tool
 as a separate measured subprocess, interleaved over several rounds, and writes the medians to
-``docs/benchmarks.md`` plus a chart ``docs/benchmarks.png``.
+``docs/benchmarks.md`` plus a chart ``docs/benchmarks.png``. D2 (a download through a server
+that cuts every connection) runs wxtransfer, curl and aria2c against ``cutserver.py``.
 
     python benchmarks/run.py                 # full run (5 rounds, 1024 MiB for D1/U1)
     python benchmarks/run.py --smoke         # tiny sizes, one round, writes under .work/
     python benchmarks/run.py --only D1,U1 --tools curl,pycurl --rounds 3
+    python benchmarks/run.py --only D2 --rounds 3 --out /tmp/d2/benchmarks.md
 
 Exit status: 0 when every run of every available tool succeeded (unavailable tools are
 reported as skipped), 1 when a run failed, 2 when the harness itself could not run.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -29,8 +32,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from clients import aria2 as aria2_client
 from clients import curl as curl_client
-from clients._common import Args, Failure, check, check_file, small_name
+from clients._common import D2_RETRIES, Args, Failure, check, check_file, small_name
+from cutserver import CutServer
 from measure import Measurement, rss_method, run_measured
 from server import Nginx
 
@@ -42,6 +47,8 @@ SMOKE_DOC = WORK / "benchmarks-smoke.md"
 
 ALL_TOOLS = ("curl", "pycurl", "requests", "httpx", "aiohttp", "wxtransfer")
 PEERS = ("pycurl", "requests", "httpx", "aiohttp")
+D2_TOOLS = ("curl", "aria2", "wxtransfer")
+KNOWN_TOOLS = ("curl", "aria2", "pycurl", "requests", "httpx", "aiohttp", "wxtransfer")
 SMALL_SIZE = 10 * 1024
 CONCURRENCY = 10
 MiB = 1 << 20
@@ -52,14 +59,20 @@ class Scenario:
     """One benchmark scenario; P1 variants are D1/U1 with a progress listener."""
 
     name: str
-    base: str  # D1, U1, S1 or S2: what the client is asked to do
+    base: str  # D1, U1, S1, S2 or D2: what the client is asked to do
     progress: bool
     title: str
+    tools: tuple[str, ...] = ALL_TOOLS  # the tools that take part
 
     @property
     def big(self) -> bool:
-        """True for the one-large-file scenarios."""
+        """True for the one-large-file scenarios on nginx (D1, U1 and their P1 twins)."""
         return self.base in ("D1", "U1")
+
+    @property
+    def many(self) -> bool:
+        """True for the small-file scenarios."""
+        return self.base in ("S1", "S2")
 
 
 SCENARIOS = {
@@ -71,6 +84,14 @@ SCENARIOS = {
         Scenario("S2", "S2", False, "{count} multipart uploads of 10 KiB files, 10 in flight"),
         Scenario("P1D", "D1", True, "D1 with a progress listener"),
         Scenario("P1U", "U1", True, "U1 with a progress listener"),
+        Scenario(
+            "D2",
+            "D2",
+            False,
+            "download one {d2_size} MiB file through a server that cuts every connection "
+            f"after {{d2_cut}} MiB of body, {D2_RETRIES} retries",
+            D2_TOOLS,
+        ),
     )
 }
 
@@ -87,6 +108,8 @@ class Config:
     tools: list[str]
     doc: Path
     command: str
+    d2_size_mib: int = 256
+    d2_cut_mib: int = 64
 
     @property
     def png(self) -> Path:
@@ -123,6 +146,9 @@ class RunResult:
     peak_rss_polled: int = 0
     nbytes: int = 0
     progress_calls: int | None = None
+    server_bytes: int = 0  # D2: body bytes the cut server sent, all connections
+    requests: int = 0  # D2: responses the cut server gave
+    cuts: int = 0  # D2: of them, cut short
 
 
 @dataclass
@@ -134,6 +160,8 @@ class Data:
     small_dir: Path
     count: int
     outdir: Path = field(default_factory=lambda: WORK / "out")
+    d2: Path | None = None  # D2's file, when D2 runs
+    d2_sha256: str = ""
 
     @property
     def big_size(self) -> int:
@@ -151,12 +179,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--rounds", type=int, default=5, help="rounds (default 5; smoke: 1)")
     p.add_argument("--size-mib", type=int, default=None, help="D1/U1 file size (default 1024)")
     p.add_argument("--count", type=int, default=None, help="S1/S2 transfers (default 1000)")
-    p.add_argument("--only", default="", help="scenarios, e.g. D1,U1,S1,S2,P1 (P1 = P1D,P1U)")
-    p.add_argument("--tools", default="", help=f"tools among {','.join(ALL_TOOLS)}")
+    p.add_argument("--d2-size-mib", type=int, default=None, help="D2 file size (default 256)")
+    p.add_argument("--d2-cut-mib", type=int, default=None, help="D2 cut (default 64)")
+    p.add_argument("--only", default="", help="scenarios, e.g. D1,U1,S1,S2,P1,D2 (P1 = P1D,P1U)")
+    p.add_argument("--tools", default="", help=f"tools among {','.join(KNOWN_TOOLS)}")
     p.add_argument("--out", type=Path, default=None, help="markdown output (PNG next to it)")
     ns = p.parse_args(argv)
     names: list[str] = []
-    for raw in (ns.only or "D1,U1,S1,S2,P1").split(","):
+    for raw in (ns.only or "D1,U1,S1,S2,P1,D2").split(","):
         name = raw.strip().upper()
         expand = ["D1", "U1", "P1D", "P1U"] if name == "P1" else [name]
         for n in expand:
@@ -169,10 +199,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if "P1U" in names and "U1" not in names:
         names.insert(0, "U1")
     names.sort(key=list(SCENARIOS).index)
-    tools = [t.strip() for t in ns.tools.split(",") if t.strip()] or list(ALL_TOOLS)
-    for t in tools:
-        if t not in ALL_TOOLS:
+    asked = [t.strip() for t in ns.tools.split(",") if t.strip()] or list(KNOWN_TOOLS)
+    for t in asked:
+        if t not in KNOWN_TOOLS:
             p.error(f"unknown tool {t!r}")
+    used = {t for n in names for t in SCENARIOS[n].tools}
+    tools = [t for t in KNOWN_TOOLS if t in asked and t in used]  # probed and reported
     argv_s = " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     return Config(
         smoke=ns.smoke,
@@ -183,28 +215,52 @@ def parse_args(argv: list[str] | None = None) -> Config:
         tools=tools,
         doc=ns.out or (SMOKE_DOC if ns.smoke else DOC),
         command=f"python benchmarks/run.py {argv_s}".strip(),
+        d2_size_mib=ns.d2_size_mib or (4 if ns.smoke else 256),
+        d2_cut_mib=ns.d2_cut_mib or (1 if ns.smoke else 64),
     )
 
 
-def make_data(size_mib: int, count: int) -> Data:
-    """Create (once, then reuse) the large random file and the small files."""
+def make_random(path: Path, size_mib: int) -> None:
+    """Create ``path`` with ``size_mib`` MiB of random bytes unless it has that size."""
+    if path.exists() and path.stat().st_size == size_mib * MiB:
+        return
+    print(f"making {path} ({size_mib} MiB of random bytes)", flush=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(MiB))
+        os.fsync(f.fileno())  # no writeback left to compete with the first runs
+    tmp.replace(path)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 * MiB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_data(size_mib: int, count: int, *, big: bool = True, d2_mib: int = 0) -> Data:
+    """Create (once, then reuse) the large random file (unless not ``big``: no D1/U1 to
+    run), the small files and, with ``d2_mib``, D2's file (hashed for the checks)."""
     www = WORK / "www"
     small = www / "small"
     small.mkdir(parents=True, exist_ok=True)
-    big = www / f"big-{size_mib}MiB.bin"
-    if not big.exists() or big.stat().st_size != size_mib * MiB:
-        print(f"making {big} ({size_mib} MiB of random bytes)", flush=True)
-        tmp = big.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            for _ in range(size_mib):
-                f.write(os.urandom(MiB))
-            os.fsync(f.fileno())  # no writeback left to compete with the first runs
-        tmp.replace(big)
+    big_path = www / f"big-{size_mib}MiB.bin"
+    if big:
+        make_random(big_path, size_mib)
     for i in range(count):
         path = small / small_name(i)
         if not path.exists() or path.stat().st_size != SMALL_SIZE:
             path.write_bytes(os.urandom(SMALL_SIZE))
-    return Data(www=www, big=big, small_dir=small, count=count)
+    data = Data(www=www, big=big_path, small_dir=small, count=count)
+    if d2_mib:
+        data.d2 = www / f"d2-{d2_mib}MiB.bin"
+        make_random(data.d2, d2_mib)
+        data.d2_sha256 = sha256_of(data.d2)
+    return data
 
 
 def warm_cache(path: Path) -> None:
@@ -225,6 +281,11 @@ def probe(tool: str) -> Tool:
             return Tool(tool, True, curl_client.version(), curl_client.PROGRESS)
         except Exception as e:
             return Tool(tool, False, reason=str(e))
+    if tool == "aria2":
+        try:
+            return Tool(tool, True, aria2_client.version())
+        except Exception as e:
+            return Tool(tool, False, reason=str(e))
     argv = [sys.executable, "-m", f"clients.{tool}", "--probe"]
     m = run_measured(argv, cwd=BENCH_DIR, timeout=120)
     if m.timed_out:
@@ -239,8 +300,14 @@ def probe(tool: str) -> Tool:
 # ---------------------------------------------------------------- running
 
 
-def client_args(scen: Scenario, ng: Nginx, data: Data, run_dir: Path) -> Args:
+def client_args(
+    scen: Scenario, ng: Nginx, data: Data, run_dir: Path, cs: CutServer | None = None
+) -> Args:
     """What the client is asked to do for a scenario (S1 writes into ``run_dir``)."""
+    if scen.base == "D2":
+        assert cs is not None and data.d2 is not None
+        size = data.d2.stat().st_size
+        return Args("D2", f"{cs.base_url}/{data.d2.name}", run_dir / "d2.bin", 1, size, False, 1)
     if scen.base == "D1":
         return Args(
             "D1",
@@ -264,6 +331,8 @@ def client_argv(tool: str, a: Args) -> list[str]:
     """The command line that runs one client."""
     if tool == "curl":
         return curl_client.build(a, WORK)
+    if tool == "aria2":
+        return aria2_client.build(a)
     argv = [sys.executable, "-m", f"clients.{tool}", a.scenario, a.url, str(a.target)]
     argv += ["--count", str(a.count), "--size", str(a.size), "--concurrency", str(a.concurrency)]
     return [*argv, "--progress"] if a.progress else argv
@@ -271,8 +340,8 @@ def client_argv(tool: str, a: Args) -> list[str]:
 
 def timeout_for(a: Args, data: Data) -> float:
     """Generous but bounded time limit for one run (about 1.7 MiB/s or 10 transfers/s)."""
-    if a.scenario in ("D1", "U1"):
-        return 60 + 0.6 * data.big_size / MiB
+    if a.scenario in ("D1", "U1", "D2"):
+        return 60 + 0.6 * (a.size if a.scenario == "D2" else data.big_size) / MiB
     return 60 + 0.1 * a.count
 
 
@@ -300,25 +369,50 @@ def server_check(ng: Nginx, a: Args, data: Data) -> None:
                 check(r.request_length > r.content_length, f"nginx: body cut short: {r}")
 
 
-def local_check(a: Args) -> None:
+def cut_server_check(cs: CutServer, a: Args, res: RunResult) -> None:
+    """D2: read the cut server's log of this run into ``res`` (bytes sent, responses, cuts)
+    and check that the last response finished the file."""
+    recs = cs.new_records()
+    deadline = time.monotonic() + 5
+    while not any(not r["cut"] for r in recs) and time.monotonic() < deadline:
+        time.sleep(0.02)  # logged just after the bytes left
+        recs += cs.new_records()
+    res.server_bytes = sum(r["sent"] for r in recs)
+    res.requests = len(recs)
+    res.cuts = sum(r["cut"] for r in recs)
+    check(bool(recs), "the cut server logged no request")
+    last = recs[-1]
+    check(last["status"] in (200, 206) and not last["cut"], f"cut server, last response: {last}")
+    check(res.server_bytes >= a.size, f"the cut server sent {res.server_bytes} < {a.size} bytes")
+
+
+def local_check(a: Args, data: Data) -> None:
     """Check downloaded files independently of the client."""
     if a.scenario == "D1":
         check_file(a.target, a.size)
+    elif a.scenario == "D2":  # byte for byte: a continued file must join the right bytes
+        check_file(a.target, a.size)
+        got = sha256_of(a.target)
+        check(got == data.d2_sha256, f"{a.target}: sha256 {got} differs from the source")
     elif a.scenario == "S1":
         for i in range(a.count):
             check_file(a.target / small_name(i), a.size)
 
 
-def run_one(rnd: int, scen: Scenario, tool: str, ng: Nginx, data: Data) -> RunResult:
-    """Run and check one (scenario, tool) pair."""
+def run_one(
+    rnd: int, scen: Scenario, tool: str, ng: Nginx, data: Data, cs: CutServer | None = None
+) -> RunResult:
+    """Run and check one (scenario, tool) pair (D2 needs the cut server ``cs``)."""
     # A fresh folder per run, deleted only when main() ends (D1's at once): on ext4 mounted
     # with `discard`, as here, creating files in the ~25 s after deleting many costs some
     # 600 µs of kernel CPU each instead of 30, and S1 would measure that.
     run_dir = data.outdir / f"{scen.name}-{rnd}-{tool}"
     run_dir.mkdir(parents=True)
     os.sync()  # start every run with no writeback pending
-    a = client_args(scen, ng, data, run_dir)
+    a = client_args(scen, ng, data, run_dir, cs)
     ng.new_log_records()  # forget anything logged before this run
+    if cs is not None:
+        cs.new_records()
     m: Measurement = run_measured(client_argv(tool, a), cwd=BENCH_DIR, timeout=timeout_for(a, data))
     res = RunResult(
         rnd,
@@ -334,38 +428,64 @@ def run_one(rnd: int, scen: Scenario, tool: str, ng: Nginx, data: Data) -> RunRe
         if m.timed_out:
             raise Failure(f"timed out after {m.wall:.0f} s")
         if m.returncode != 0:
-            tail = " | ".join(m.stderr.strip().splitlines()[-3:])
+            said = m.stderr.strip() or m.stdout.strip()  # aria2c reports on stdout
+            tail = " | ".join([ln for ln in said.splitlines() if ln.strip()][-3:])
             raise Failure(f"exit {m.returncode}: {tail}")
         if tool == "curl":
             res.nbytes = curl_client.verify(a, m.stdout)
+            res.wall, res.cpu = m.wall, m.cpu
+        elif tool == "aria2":
+            res.nbytes = aria2_client.verify(a)
             res.wall, res.cpu = m.wall, m.cpu
         else:
             out = json.loads(m.stdout.strip().splitlines()[-1])
             res.wall, res.cpu, res.nbytes = out["wall"], out["cpu"], out["bytes"]
             res.progress_calls = out.get("progress_calls")
-        local_check(a)
-        server_check(ng, a, data)
+        local_check(a, data)
+        if a.scenario == "D2":
+            assert cs is not None
+            cut_server_check(cs, a, res)
+        else:
+            server_check(ng, a, data)
         res.ok = True
     except (Failure, OSError, ValueError, KeyError, IndexError) as e:
         res.error = str(e)
     finally:
-        if scen.big:  # drop 1 GiB of dirty pages early
+        if scen.big or scen.base == "D2":  # drop the large file's dirty pages early
             shutil.rmtree(run_dir, ignore_errors=True)
     return res
 
 
-def describe(res: RunResult, scen: Scenario, size_mib: int, count: int) -> str:
+def describe(res: RunResult, scen: Scenario, cfg: Config) -> str:
     """One console line for a run."""
     if not res.ok:
         return f"FAILED: {res.error}"
-    rate = f"{size_mib / res.wall:8.1f} MiB/s" if scen.big else f"{count / res.wall:8.1f} req/s"
-    return (
+    rate = f"{work(scen, cfg) / res.wall:8.1f} {unit(scen)}"
+    line = (
         f"{res.wall:7.3f} s {rate}  cpu {res.cpu:6.3f} s (proc {res.proc_cpu:6.3f} s)"
         f"  rss {res.peak_rss / MiB:6.1f} MiB"
     )
+    if scen.base == "D2":
+        ratio = res.server_bytes / (cfg.d2_size_mib * MiB)
+        line += f"  server sent {ratio:.3f}× the file in {res.requests} responses"
+    return line
 
 
-def run_all(cfg: Config, tools: list[Tool], ng: Nginx, data: Data) -> list[RunResult]:
+def work(scen: Scenario, cfg: Config) -> int:
+    """What one run moves: MiB for the one-file scenarios, transfers for S1/S2."""
+    if scen.base == "D2":
+        return cfg.d2_size_mib
+    return cfg.size_mib if scen.big else cfg.count
+
+
+def unit(scen: Scenario) -> str:
+    """Unit of the throughput of a scenario."""
+    return "transfers/s" if scen.many else "MiB/s"
+
+
+def run_all(
+    cfg: Config, tools: list[Tool], ng: Nginx, data: Data, cs: CutServer | None = None
+) -> list[RunResult]:
     """Every scenario for every tool, interleaved; tool order rotates each round.
 
     The small-file scenarios run first, all rounds, before the large ones delete their
@@ -374,18 +494,18 @@ def run_all(cfg: Config, tools: list[Tool], ng: Nginx, data: Data) -> list[RunRe
     results: list[RunResult] = []
     names = [t.name for t in tools if t.available]
     by_name = {t.name: t for t in tools}
-    small = [s for s in cfg.scenarios if not s.big]
-    big = [s for s in cfg.scenarios if s.big]
+    small = [s for s in cfg.scenarios if s.many]
+    big = [s for s in cfg.scenarios if not s.many]
     for phase, rnd in [(p, r) for p in (small, big) if p for r in range(1, cfg.rounds + 1)]:
-        k = (rnd - 1) % max(1, len(names))
-        order = names[k:] + names[:k]
         for scen in phase:
-            for name in order:
+            taking = [n for n in names if n in scen.tools]
+            k = (rnd - 1) % max(1, len(taking))
+            for name in taking[k:] + taking[:k]:
                 if scen.progress and scen.base not in by_name[name].progress:
                     continue  # the tool has no progress listener for this direction
-                res = run_one(rnd, scen, name, ng, data)
+                res = run_one(rnd, scen, name, ng, data, cs)
                 results.append(res)
-                line = describe(res, scen, cfg.size_mib, data.count)
+                line = describe(res, scen, cfg)
                 print(f"[round {rnd}/{cfg.rounds}] {scen.name:3} {name:10} {line}", flush=True)
     return results
 
@@ -407,6 +527,8 @@ class Summary:
     proc_cpu: float
     peak_rss: float
     progress_calls: float | None
+    server_bytes: float = float("nan")  # D2
+    requests: float = float("nan")  # D2
 
 
 def summarize(results: Iterable[RunResult]) -> dict[tuple[str, str], Summary]:
@@ -433,8 +555,17 @@ def summarize(results: Iterable[RunResult]) -> dict[tuple[str, str], Summary]:
             proc_cpu=statistics.median(r.proc_cpu for r in ok),
             peak_rss=statistics.median(r.peak_rss for r in ok) / MiB,
             progress_calls=statistics.median(calls) if calls else None,
+            server_bytes=statistics.median(r.server_bytes for r in ok),
+            requests=statistics.median(r.requests for r in ok),
         )
     return out
+
+
+def title(scen: Scenario, cfg: Config) -> str:
+    """The scenario's title with this run's sizes."""
+    return scen.title.format(
+        size=cfg.size_mib, count=cfg.count, d2_size=cfg.d2_size_mib, d2_cut=cfg.d2_cut_mib
+    )
 
 
 def _f(x: float | None, fmt: str = ".2f") -> str:
@@ -442,8 +573,8 @@ def _f(x: float | None, fmt: str = ".2f") -> str:
 
 
 def throughput(scen: Scenario, s: Summary, cfg: Config) -> float:
-    """MiB/s for D1/U1/P1, transfers/s for S1/S2."""
-    return (cfg.size_mib if scen.big else cfg.count) / s.wall
+    """MiB/s for D1/U1/P1/D2, transfers/s for S1/S2."""
+    return work(scen, cfg) / s.wall
 
 
 def scenario_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) -> str:
@@ -454,9 +585,8 @@ def scenario_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summ
     best_wall = min((s.wall for s in peers), default=None)
     best_cpu = min((s.cpu for s in peers), default=None)
     curl = ok.get("curl")
-    unit = "MiB/s" if scen.big else "transfers/s"
     head = (
-        f"| tool | wall s | {unit} | CPU s (transfer) | CPU s (process) | peak RSS MiB "
+        f"| tool | wall s | {unit(scen)} | CPU s (transfer) | CPU s (process) | peak RSS MiB "
         "| wall × curl | wall × best peer | CPU × best peer | runs |"
     )
     lines = [head, "|" + "---|" * 10]
@@ -472,6 +602,123 @@ def scenario_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summ
             f"| {_f(s.cpu / best_cpu if best_cpu else None)} | {s.runs}/{s.runs + s.failed} |"
         )
     return "\n".join(lines)
+
+
+def d2_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) -> str:
+    """Markdown table for D2: wall time and the body bytes the cut server sent."""
+    rows = [(t, summ[(scen.name, t)]) for t in cfg.tools if (scen.name, t) in summ]
+    curl = summ.get((scen.name, "curl"))
+    curl_wall = curl.wall if curl is not None and curl.runs else None
+    size = cfg.d2_size_mib * MiB
+    lines = [
+        "| tool | wall s | MiB/s | server sent MiB | server sent × file | responses "
+        "| wall × curl | CPU s (transfer) | CPU s (process) | peak RSS MiB | runs |",
+        "|" + "---|" * 11,
+    ]
+    for t, s in rows:
+        if not s.runs:
+            lines.append(f"| {t} | failed | | | | | | | | | 0/{s.failed} |")
+            continue
+        lines.append(
+            f"| {t} | {s.wall:.3f} | {throughput(scen, s, cfg):.1f} | {s.server_bytes / MiB:.1f} "
+            f"| {s.server_bytes / size:.3f} | {s.requests:.0f} "
+            f"| {_f(s.wall / curl_wall if curl_wall else None)} | {s.cpu:.3f} "
+            f"| {s.proc_cpu:.3f} | {s.peak_rss:.1f} | {s.runs}/{s.runs + s.failed} |"
+        )
+    return "\n".join(lines)
+
+
+def d2_targets(cfg: Config, summ: dict[tuple[str, str], Summary]) -> list[str]:
+    """The D2 targets (shown, not asserted) and whether this run meets them."""
+    wx, curl = summ.get(("D2", "wxtransfer")), summ.get(("D2", "curl"))
+    if wx is None or not wx.runs:
+        return ["Targets: no successful wxtransfer run to judge."]
+    ratio = wx.server_bytes / (cfg.d2_size_mib * MiB)
+    out = [
+        f"- wxtransfer's server-sent bytes ≤ 1.02× the file: **{ratio:.3f}×**, "
+        f"{'met' if ratio <= 1.02 else 'missed'}."
+    ]
+    if curl is not None and curl.runs:
+        w = wx.wall / curl.wall
+        out.append(
+            f"- wxtransfer's wall time ≤ 1.0× curl's: **{w:.2f}×** "
+            f"({wx.wall:.3f} s against {curl.wall:.3f} s), {'met' if w <= 1.0 else 'missed'}."
+        )
+    else:
+        out.append("- wxtransfer's wall time ≤ 1.0× curl's: no successful curl run to compare.")
+    return out
+
+
+CUT_SERVER_FACT = (
+    "`benchmarks/cutserver.py` in its own process: a thread per connection, `os.sendfile` "
+    "with `TCP_CORK` (as nginx's `sendfile on; tcp_nopush on`)"
+)
+
+
+def server_speeds(cfg: Config, ng: Nginx, cs: CutServer, data: Data, reps: int = 7) -> str:
+    """How fast the cut server sends, next to nginx: ``curl -o /dev/null`` fetches the first
+    cut's worth of D2's file ``reps`` times from each; a sentence with the medians."""
+    if shutil.which("curl") is None or data.d2 is None:
+        return ""
+    n = cfg.d2_cut_mib * MiB
+    medians = []
+    for base in (cs.base_url, ng.base_url):
+        rates = []
+        for _ in range(reps):
+            argv = ["curl", "-s", "-S", "-f", "-r", f"0-{n - 1}", "-o", "/dev/null"]
+            argv += ["-w", "%{speed_download}", f"{base}/{data.d2.name}"]
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+            if r.returncode == 0:
+                rates.append(float(r.stdout))
+        medians.append(statistics.median(rates) / 1e9 if rates else float("nan"))
+    ng.new_log_records()
+    cs.new_records()
+    return (
+        f"Server speed, before the rounds: `curl -o /dev/null` fetching the first "
+        f"{cfg.d2_cut_mib} MiB, median of {reps}: **{_f(medians[0])} GB/s** from the cut "
+        f"server, {_f(medians[1])} GB/s from nginx."
+    )
+
+
+def d2_section(
+    scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary], speed: str
+) -> list[str]:
+    """D2's text, table and targets."""
+    placeholder = Args("D2", "URL", Path("DIR/FILE"), 1, 0, False, 1)
+    return [
+        f"`benchmarks/cutserver.py` serves the file and closes each connection once it has "
+        f"sent {cfg.d2_cut_mib} MiB of body on it (FIN after the bytes: the client sees a body "
+        f"shorter than its `Content-Length`, libcurl's error 18). Each tool gets {D2_RETRIES} "
+        "retries with "
+        "no wait and must continue the bytes it holds. **server sent** is the body bytes the "
+        "server sent over all connections (from its log), **× file** that over the file size: "
+        "1.000 means no byte was sent twice. **responses** counts the server's answers (the "
+        "first plus the retries). **wall × curl** divides by curl's wall: below 1 is better. "
+        "Every output file is compared with the source by SHA-256; a wrong file fails the run.",
+        "",
+        *([speed, ""] if speed else []),
+        d2_table(scen, cfg, summ),
+        "",
+        "Targets (shown, not asserted):",
+        "",
+        *d2_targets(cfg, summ),
+        "",
+        "Commands:",
+        "",
+        "- **wxtransfer**: `wxtransfer.download_file(URL, file_path=FILE, "
+        f"retry=wxtransfer.Retry(total={D2_RETRIES}, backoff=0.0), timeout=0)`; it "
+        "continues with `Range: bytes=N-` and `If-Range: <ETag>` and takes only a 206 that "
+        "fits the bytes held.",
+        f"- **curl**: `{curl_client.d2_display()}` (`sh -c`). curl's own "
+        f"`--retry {D2_RETRIES} --retry-all-errors -C -` does not continue a cut body: on "
+        "each retry curl (7.88 here) truncates the file back to where the command started "
+        "('Throwing away N bytes'), asks for the same bytes again and backs off 1, 2, 4 … s, "
+        "so through this server it never finishes. Run again, `-C -` starts from the size "
+        "of the file. No `If-Range`: after a change on the server it would join two versions.",
+        f"- **aria2**: `{shlex.join(aria2_client.build(placeholder))}`; it continues with "
+        "`Range: bytes=N-LAST` and no `If-Range` (the same caveat as curl).",
+        "",
+    ]
 
 
 def progress_table(cfg: Config, summ: dict[tuple[str, str], Summary]) -> str:
@@ -506,27 +753,26 @@ def chart(cfg: Config, summ: dict[tuple[str, str], Summary], path: Path) -> None
     scens = cfg.scenarios
     ncol = min(3, len(scens))
     nrow = (len(scens) + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.2 * nrow), squeeze=False)
+    width = max(5.2 * ncol, 7.5)  # room for the title over a single panel
+    fig, axes = plt.subplots(nrow, ncol, figsize=(width, 3.2 * nrow), squeeze=False)
     for ax in axes.flat[len(scens) :]:
         ax.axis("off")
     for ax, scen in zip(axes.flat, scens, strict=False):
         rows = [(t, summ[(scen.name, t)]) for t in cfg.tools if (scen.name, t) in summ]
         rows = [(t, s) for t, s in rows if s.runs]
         names = [t for t, _ in rows]
-        work = cfg.size_mib if scen.big else cfg.count
-        vals = [work / s.wall for _, s in rows]
-        lo = [v - work / s.wall_max for v, (_, s) in zip(vals, rows, strict=True)]
-        hi = [work / s.wall_min - v for v, (_, s) in zip(vals, rows, strict=True)]
+        amount = work(scen, cfg)
+        vals = [amount / s.wall for _, s in rows]
+        lo = [v - amount / s.wall_max for v, (_, s) in zip(vals, rows, strict=True)]
+        hi = [amount / s.wall_min - v for v, (_, s) in zip(vals, rows, strict=True)]
         colors = [
             "#d62728" if t == "wxtransfer" else "#7f7f7f" if t == "curl" else "#1f77b4"
             for t in names
         ]
         ax.barh(names, vals, xerr=[lo, hi], color=colors, capsize=3)
         ax.invert_yaxis()
-        ax.set_title(
-            f"{scen.name}: {scen.title.format(size=cfg.size_mib, count=cfg.count)}", fontsize=8
-        )
-        ax.set_xlabel("MiB/s" if scen.big else "transfers/s")
+        ax.set_title(f"{scen.name}: {title(scen, cfg)}", fontsize=8, wrap=True)
+        ax.set_xlabel(unit(scen))
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("wxtransfer benchmarks: median throughput (whiskers: min–max), higher is better")
     fig.tight_layout()
@@ -597,8 +843,9 @@ def write_doc(
     ng: Nginx,
     started: dt.datetime,
     elapsed: float,
+    d2_speed: str = "",
 ) -> None:
-    """Write the markdown report and the chart."""
+    """Write the markdown report and the chart (``d2_speed``: see server_speeds)."""
     summ = summarize(results)
     cfg.doc.parent.mkdir(parents=True, exist_ok=True)
     chart(cfg, summ, cfg.png)
@@ -612,9 +859,10 @@ def write_doc(
         f"    {cfg.command}",
         "",
         f"Medians of {cfg.rounds} round(s); all traffic is HTTP/1.1 over 127.0.0.1 to a local "
-        "nginx on the same machine, so server and client share the CPU. **Wall** is the "
-        "transfer phase as the client timed it (interpreter start-up and imports excluded; "
-        "for the curl CLI, the whole process). **CPU (transfer)** is user+sys of that phase, "
+        "nginx (D2: to `benchmarks/cutserver.py`) on the same machine, so server and client "
+        "share the CPU. **Wall** is the transfer phase as the client timed it (interpreter "
+        "start-up and imports excluded; for the curl and aria2c CLIs, the whole process). "
+        "**CPU (transfer)** is user+sys of that phase, "
         "**CPU (process)** the child's whole rusage including start-up and imports. "
         "**×** columns divide a tool's figure by curl's or by the best of the Python peers "
         "(pycurl, requests, httpx, aiohttp): below 1 is better.",
@@ -622,7 +870,7 @@ def write_doc(
     ]
     skipped = [t for t in tools if not t.available]
     if skipped:
-        out += ["Skipped (not available in this interpreter):", ""]
+        out += ["Skipped (not available here):", ""]
         out += [f"- **{t.name}**: {t.reason}" for t in skipped]
         out.append("")
     failures = [r for r in results if not r.ok]
@@ -633,8 +881,11 @@ def write_doc(
     for scen in cfg.scenarios:
         if scen.progress:
             continue
-        title = scen.title.format(size=cfg.size_mib, count=cfg.count)
-        out += [f"## {scen.name}: {title}", "", scenario_table(scen, cfg, summ), ""]
+        out += [f"## {scen.name}: {title(scen, cfg)}", ""]
+        if scen.base == "D2":
+            out += d2_section(scen, cfg, summ, d2_speed)
+            continue
+        out += [scenario_table(scen, cfg, summ), ""]
     if any(s.progress for s in cfg.scenarios):
         out += [
             "## P1: a progress listener attached versus none",
@@ -647,7 +898,10 @@ def write_doc(
             "",
         ]
     out += [f"![throughput by tool]({cfg.png.name})", "", "## Machine and versions", ""]
-    facts = machine(ng) + [
+    facts = machine(ng)
+    if any(s.base == "D2" for s in cfg.scenarios):
+        facts.append(("cut server (D2)", CUT_SERVER_FACT))
+    facts += [
         (
             t.name,
             t.version
@@ -677,7 +931,7 @@ def write_doc(
         "The upload source is read once before the rounds so it sits in the page cache.",
         f"- Rounds are interleaved (every scenario for every tool, then the next round) and "
         f"the tool order rotates each round. S1 and S2 run first, all their rounds, then "
-        f"D1, U1 and P1. S1/S2 keep at most {CONCURRENCY} transfers in "
+        f"D1, U1, P1 and D2. S1/S2 keep at most {CONCURRENCY} transfers in "
         "flight: curl `--parallel --parallel-max 10`, pycurl a CurlMulti with 10 handles, "
         "requests a ThreadPoolExecutor(10) on one Session, httpx/aiohttp a Semaphore(10), "
         "wxtransfer its runtime's queue (Runtime(max_concurrent_*=10)).",
@@ -703,23 +957,42 @@ def main(argv: list[str] | None = None) -> int:
     if not any(t.available for t in tools):
         print("no tool available", file=sys.stderr)
         return 2
-    data = make_data(cfg.size_mib, cfg.count)
+    d2 = any(s.base == "D2" for s in cfg.scenarios)
+    data = make_data(
+        cfg.size_mib,
+        cfg.count,
+        big=any(s.big for s in cfg.scenarios),
+        d2_mib=cfg.d2_size_mib if d2 else 0,
+    )
     shutil.rmtree(data.outdir, ignore_errors=True)  # left by an interrupted run
     ng = Nginx(work=WORK / "nginx", root=data.www)
+    cs = CutServer(work=WORK / "cutserver", root=data.www, cut=cfg.d2_cut_mib * MiB) if d2 else None
     try:
         ng.start()
+        if cs is not None:
+            cs.start()
     except RuntimeError as e:
+        ng.stop()
         print(e, file=sys.stderr)
         return 2
     try:
         print(f"nginx on {ng.base_url}, upload endpoint: {ng.upload_mode}", flush=True)
+        if cs is not None:
+            print(f"cut server on {cs.base_url}, cutting after {cfg.d2_cut_mib} MiB", flush=True)
         if not ng.body_verified:
             print("warning: no echo module; upload bodies are drained after the reply")
         if any(s.base == "U1" for s in cfg.scenarios):
             warm_cache(data.big)
-        results = run_all(cfg, tools, ng, data)
-        write_doc(cfg, tools, results, ng, started, time.monotonic() - t0)
+        if data.d2 is not None:
+            warm_cache(data.d2)
+        d2_speed = server_speeds(cfg, ng, cs, data) if cs is not None else ""
+        if d2_speed:
+            print(d2_speed.replace("*", "").replace("`", ""), flush=True)
+        results = run_all(cfg, tools, ng, data, cs)
+        write_doc(cfg, tools, results, ng, started, time.monotonic() - t0, d2_speed)
     finally:
+        if cs is not None:
+            cs.stop()
         ng.stop()
         shutil.rmtree(data.outdir, ignore_errors=True)
     raw = WORK / f"results-{'smoke' if cfg.smoke else 'full'}.json"

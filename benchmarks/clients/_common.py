@@ -7,6 +7,8 @@ Every client is run as ``python -m clients.<tool> SCENARIO URL TARGET [options]`
 * ``U1 URL FILE``: multipart upload of FILE (field ``file``) plus ``user=bench`` to URL.
 * ``S1 BASE DIR``: download BASE + NAME to DIR/NAME for ``--count`` small files, 10 in flight.
 * ``S2 URL DIR``: upload DIR/NAME for ``--count`` small files to URL, 10 in flight.
+* ``D2 URL FILE``: download URL to FILE through a server that cuts every connection after
+  some bytes of body: up to 10 retries, each continuing the bytes held (``--size`` bytes).
 
 ``--progress`` attaches a progress listener (D1/U1 only). On success the client prints one JSON
 line with the wall and CPU time of the transfer phase only (imports and interpreter start-up
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHUNK = 1 << 20  # 1 MiB reads/writes where the tool lets us choose
+D2_RETRIES = 10  # D2: retries after the first attempt, for every tool
 EXPECTED_UPLOAD_BODY = b"ok\n"  # what the nginx /upload endpoint answers
 
 
@@ -109,7 +112,7 @@ def main(run: Runner, version: Callable[[], str], progress: frozenset[str]) -> N
     """Parse argv, run one scenario, print the JSON result; ``--probe`` prints capabilities."""
     p = argparse.ArgumentParser()
     p.add_argument("--probe", action="store_true", help="print version/capabilities and exit")
-    p.add_argument("scenario", nargs="?", choices=["D1", "U1", "S1", "S2"])
+    p.add_argument("scenario", nargs="?", choices=["D1", "U1", "S1", "S2", "D2"])
     p.add_argument("url", nargs="?")
     p.add_argument("target", nargs="?", type=Path)
     p.add_argument("--count", type=int, default=1000)

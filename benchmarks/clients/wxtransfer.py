@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 import wxtransfer
-from clients._common import Args, Progress, check, check_file, check_upload, main
+from clients._common import D2_RETRIES, Args, Progress, check, check_file, check_upload, main
 
 # Fail the probe (so the harness reports the tool as skipped) until the API exists.
 _API = (wxtransfer.download_file, wxtransfer.upload_file)
@@ -29,6 +29,16 @@ def download(args: Args, prog: Progress | None) -> int:
         task.on_progress_update(lambda ev: p.update(ev.progress))
     res = task.result()
     check(res.status_code == 200, f"status {res.status_code}")
+    check_file(args.target, args.size)
+    return args.size
+
+
+def cut_download(args: Args) -> int:
+    """D2: retries with no wait; each continues the bytes held (Range + If-Range)."""
+    retry = wxtransfer.Retry(total=D2_RETRIES, backoff=0.0)
+    task = wxtransfer.download_file(args.url, file_path=str(args.target), retry=retry, timeout=0)
+    res = task.result()
+    check(res.status_code in (200, 206), f"status {res.status_code}")
     check_file(args.target, args.size)
     return args.size
 
@@ -80,6 +90,8 @@ def run(args: Args, prog: Progress | None) -> int:
         return download(args, prog)
     if args.scenario == "U1":
         return upload(args, prog)
+    if args.scenario == "D2":
+        return cut_download(args)
     return many(args)
 
 
