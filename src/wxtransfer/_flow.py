@@ -150,7 +150,7 @@ def transfer_flow(
     if may_continue and request.resume_from is not None:  # a part kept by an earlier call
         resume = Resume(*request.resume_from)
 
-    started = clock()
+    started = clock() if policy is not None and policy.max_time is not None else 0.0
 
     def fits(wait: float) -> bool:
         end = deadline()

@@ -241,14 +241,14 @@ def _check_stall_timeout(api: Api, value: object) -> int | None:
     return None if value is None else _check_ms(api, "stall_timeout", value)
 
 
-def _check_ms(api: Api, what: str, value: object) -> int:
-    """Milliseconds >= 0 (None, 0 and infinity: 0, none), rounded up."""
+def _check_ms(api: Api, what: str, value: object, unit: str = "milliseconds") -> int:
+    """A whole amount >= 0 of ``unit`` (None, 0 and infinity: 0, none), rounded up."""
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise _param_error(api, f"{what} should be a number of milliseconds, not {value!r}")
+        raise _param_error(api, f"{what} should be a number of {unit}, not {value!r}")
     if value < 0:
-        raise _param_error(api, f"{what} should be >= 0 milliseconds, got {value!r}")
+        raise _param_error(api, f"{what} should be >= 0 {unit}, got {value!r}")
     if math.isinf(value):
         return 0
     return max(1, math.ceil(value)) if value else 0
@@ -276,15 +276,7 @@ def _check_retry(api: Api, value: object) -> Retry | None:
 
 def _check_max_speed(api: Api, value: object) -> int:
     """``max_speed`` in bytes per second: None or 0 (no limit) or a positive number."""
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise _param_error(api, f"max_speed should be bytes per second, not {value!r}")
-    if value < 0:
-        raise _param_error(api, f"max_speed should be >= 0 bytes per second, got {value!r}")
-    if math.isinf(value):
-        return 0
-    return max(1, math.ceil(value)) if value else 0
+    return _check_ms(api, "max_speed", value, "bytes per second")
 
 
 def _check_path(api: Api, what: str, value: object) -> str:

@@ -21,6 +21,10 @@ __all__ = [
 _T = TypeVar("_T")
 
 
+def _pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
+    return headers.items() if isinstance(headers, Mapping) else headers
+
+
 class Headers(Mapping[str, str]):
     """Response headers: read-only; names as the server sent them, looked up in any case.
 
@@ -39,7 +43,9 @@ class Headers(Mapping[str, str]):
     def __init__(self, headers: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         items: dict[str, str] = {}
         lower: dict[str, str] = {}
-        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        # The transport hands a list of pairs, thousands of times a second: a check
+        # against the Mapping ABC would cost more than the rest.
+        pairs = headers if type(headers) is list else _pairs(headers)
         for name, value in pairs:
             key = name.lower()
             if key in lower:  # a repeat, which is rare: find the first spelling

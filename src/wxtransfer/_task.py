@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from ._dispatch import Dispatcher, run_callback
 from ._errors import AbortError, Errno, TransferError
@@ -273,7 +273,7 @@ class Task(Generic[R, P]):
         with self._lock:
             if self._outcome is not None:
                 return False
-            self._outcome = cast("R | TransferError", outcome)
+            self._outcome = outcome  # type: ignore[assignment]  # of this task's API
             quiet = (
                 self._success is None
                 and self._fail is None
