@@ -500,3 +500,72 @@ def test_no_attempt_starts_past_max_time() -> None:
     clock.now += 1.5  # that one fails at 4.5 s: the next would start at 5.5 s, past 5 s
     with pytest.raises(NetworkError):
         advance(flow, Answer(error=refused()))
+
+
+# ---- more of what is tried again, and how ----------------------------------------------------
+
+
+class Sequence:
+    """A raw-socket handler answering request n with ``answers[n]`` (bytes sent, then
+    closed); records the heads."""
+
+    def __init__(self, *answers: bytes) -> None:
+        self.answers = list(answers)
+        self.heads: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, sock: Any, head: bytes) -> None:
+        from tests.servers.rawsock import graceful_close
+
+        with self._lock:
+            self.heads.append(head)
+            raw = self.answers.pop(0) if self.answers else b""
+        if raw:
+            sock.sendall(raw)
+        graceful_close(sock)
+
+
+def whole(body: bytes, *extra: str) -> bytes:
+    head = [f"Content-Length: {len(body)}", 'ETag: "v1"', *extra]
+    return ("HTTP/1.1 200 OK\r\n" + "\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def test_an_empty_reply_is_tried_again(tmp_path: Path, raw_server: RawFactory) -> None:
+    seq = Sequence(b"", whole(BODY))  # the first connection closes without a byte
+    srv = raw_server(seq)
+    with runtime(tmp_path) as rt:
+        res = rt.download_file(srv.url + "/f", retry=FAST).result(20)
+        assert Path(res.temp_file_path or "").read_bytes() == BODY
+    assert res.attempts == 2
+
+
+def test_a_chunked_body_cut_short_starts_over(tmp_path: Path, raw_server: RawFactory) -> None:
+    chunk = BODY[:50_000]
+    cut = (
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: "v1"\r\n\r\n'
+        + f"{len(chunk):x}\r\n".encode()
+        + chunk
+        + b"\r\n"
+    )  # no last chunk: no length known, nothing to continue
+    seq = Sequence(cut, whole(BODY))
+    srv = raw_server(seq)
+    with runtime(tmp_path) as rt:
+        res = rt.download_file(srv.url + "/f", retry=FAST).result(20)
+        assert Path(res.temp_file_path or "").read_bytes() == BODY
+    assert b"range:" not in seq.heads[1].lower()
+
+
+def test_retry_events_are_not_replayed_to_a_late_listener(
+    tmp_path: Path, raw_server: RawFactory
+) -> None:
+    srv = raw_server(Faulty(BODY, statuses=[503], retry_after="1"))
+    early: list[wxtransfer.RetryEvent] = []
+    late: list[wxtransfer.RetryEvent] = []
+    first = threading.Event()
+    with runtime(tmp_path) as rt:
+        task = rt.download_file(srv.url + "/f", retry=2)
+        task.on_retry(lambda e: (early.append(e), first.set()))
+        assert first.wait(10)
+        task.onRetry(late.append)  # after the only retry: nothing to replay
+        assert task.result(20).status_code == 200
+    assert len(early) == 1 and late == []
