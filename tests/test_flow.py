@@ -16,6 +16,7 @@ from wxtransfer._flow import (
     UPLOAD_REDIRECTS,
     Answer,
     Exchange,
+    LazyFlow,
     advance,
     follow_redirects,
     same_origin,
@@ -134,3 +135,43 @@ def test_platform_rules_refuse_a_redirect_before_it_is_contacted() -> None:
 )
 def test_same_origin(a: str, b: str, same: bool) -> None:
     assert same_origin(a, b) is same
+
+
+# ---- LazyFlow: the same decisions, without a generator for the simple case ------------------
+
+
+def lazy(request: Request, retry: object = None) -> LazyFlow:
+    return LazyFlow(request, None, retry, lambda: None)  # type: ignore[arg-type]
+
+
+def test_a_lazy_flow_sends_the_request_as_it_is_and_ends_on_a_final_answer() -> None:
+    flow = lazy(download())
+    eager = next(follow_redirects(download()))
+    assert flow.first == eager
+    assert flow.send(Answer(200)) is None
+    assert flow._flow is None  # no generator was ever made
+
+
+def test_a_lazy_flow_follows_redirects_as_the_flow_does() -> None:
+    answers = [Answer(302, "http://a.test:80/same-origin"), Answer(301, "https://b.test/x")]
+    flow = lazy(download())
+    got = [flow.first]
+    for answer in answers:
+        nxt = flow.send(answer)
+        assert nxt is not None
+        got.append(nxt)
+    assert got == run(download(), [*answers, Answer(200)])
+    assert flow.send(Answer(200)) is None
+
+
+def test_a_lazy_flow_without_retry_raises_the_error() -> None:
+    err = wxtransfer.NetworkError("downloadFile:fail reset", 600003, curl_code=56)
+    with pytest.raises(wxtransfer.NetworkError):
+        lazy(download()).send(Answer(error=err))
+
+
+def test_a_lazy_flow_with_retry_starts_the_flow_at_once() -> None:
+    flow = lazy(download(), wxtransfer.Retry(total=2))
+    assert flow._flow is not None and flow.first.judge is not None
+    err = wxtransfer.NetworkError("downloadFile:fail reset", 600003, curl_code=56)
+    assert flow.send(Answer(error=err)) is not None  # tried again

@@ -29,7 +29,7 @@ import pycurl
 
 from ._errors import AbortError, Errno, TimeoutError, TransferError
 from ._events import TaskEvents, hold_wakeups, release_wakeups
-from ._flow import Exchange, advance, transfer_flow
+from ._flow import Exchange, LazyFlow
 from ._options import Api, Request
 from ._output import Writer
 from ._results import DownloadFileResult, UploadFileResult
@@ -301,7 +301,7 @@ class Engine:
             return
         handle = self._templates[request.api].duphandle()
         retry = request.retry if request.retry is not None else self._retry
-        flow = transfer_flow(request, self._config.rules, retry, deadline=lambda: transfer.deadline)
+        flow = LazyFlow(request, self._config.rules, retry, lambda: transfer.deadline)
         transfer = Transfer(request, task, self._config, handle, self._writer, flow)
         if transfer.trace:
             logger.debug("%s #%d queued %s", request.api, transfer.number, safe_url(request.url))
@@ -332,7 +332,7 @@ class Engine:
             transfer = waiting.popleft()
             self._active[api] += 1
             try:
-                transfer.start(self._timeouts[api], next(transfer.flow))
+                transfer.start(self._timeouts[api], transfer.flow.first)
                 if transfer.trace:
                     resume = transfer.exchange.resume if transfer.exchange else None
                     logger.debug(
@@ -384,7 +384,7 @@ class Engine:
         self._multi.remove_handle(transfer.curl)
         try:
             answer = transfer.answer()
-            exchange = advance(transfer.flow, answer)
+            exchange = transfer.flow.send(answer)
             if exchange is not None:
                 if transfer.trace and exchange.event is None:
                     logger.debug(
@@ -408,7 +408,7 @@ class Engine:
         with contextlib.suppress(pycurl.error):
             self._multi.remove_handle(transfer.curl)
         try:
-            exchange = advance(transfer.flow, transfer.answer_error(error))
+            exchange = transfer.flow.send(transfer.answer_error(error))
         except TransferError as exc:
             self._finish(transfer, exc, removed=True)
             return

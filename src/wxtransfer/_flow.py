@@ -35,6 +35,7 @@ __all__ = [
     "Answer",
     "Exchange",
     "Flow",
+    "LazyFlow",
     "Resume",
     "advance",
     "follow_redirects",
@@ -216,3 +217,47 @@ def transfer_flow(
         if may_continue and not answer.restart and answer.held and answer.validator:
             if answer.total > answer.held:
                 resume = Resume(answer.held, answer.validator, answer.total)
+
+
+class LazyFlow:
+    """A transfer's flow, started only when an answer needs it.
+
+    A transfer with no retry and nothing to resume asks for its request as it is, and its
+    first answer, when final, ends it: most transfers never pay for the generator (a few
+    µs each, in the thousands per second of small transfers). Decides exactly as
+    ``transfer_flow``, which it starts for a redirect.
+    """
+
+    __slots__ = ("_args", "_flow", "first")
+
+    def __init__(
+        self,
+        request: Request,
+        rules: WeChatRules | None,
+        retry: Retry | None,
+        deadline: Callable[[], float | None],
+    ) -> None:
+        self._args = (request, rules, retry, deadline)
+        self._flow: Flow | None = None
+        if (retry is None or not retry.total) and request.resume_from is None:
+            follow = DOWNLOAD_REDIRECTS if request.api == "downloadFile" else UPLOAD_REDIRECTS
+            self.first = Exchange(request.url, request.headers, follow)
+        else:
+            self._flow = self._start()
+            self.first = next(self._flow)
+
+    def _start(self) -> Flow:
+        request, rules, retry, deadline = self._args
+        return transfer_flow(request, rules, retry, deadline=deadline)
+
+    def send(self, answer: Answer) -> Exchange | None:
+        """The next exchange after ``answer``, or None when it is the final one."""
+        flow = self._flow
+        if flow is None:
+            if answer.error is not None:  # nothing is tried again without a retry
+                raise answer.error
+            if answer.status not in self.first.follow or not answer.location:
+                return None
+            flow = self._flow = self._start()
+            next(flow)  # the first exchange, as sent
+        return advance(flow, answer)

@@ -29,7 +29,7 @@ from ._errors import (
     TransferError,
 )
 from ._events import TaskEvents
-from ._flow import Answer, Exchange, Flow, Resume
+from ._flow import Answer, Exchange, LazyFlow, Resume
 from ._options import Request
 from ._output import KeptPart, Output, Writer, save_error
 from ._results import (
@@ -319,7 +319,7 @@ class Transfer:
         config: TransportConfig,
         curl: Any,
         writer: Writer,
-        flow: Flow,
+        flow: LazyFlow,
     ) -> None:
         self.request = request
         self.flow = flow  # what the engine sends next: redirects (see _flow.py)
