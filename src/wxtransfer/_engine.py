@@ -310,12 +310,12 @@ class Engine:
         self._fill(request.api)
 
     def _fill(self, api: Api) -> None:
+        """Start what waits, as far as the limit allows (a transfer ended, or more came)."""
         waiting = self._waiting[api]
-        if self._speed_caps[api]:  # a transfer ended, or more start: share the cap anew
+        if waiting:
             self._fill_waiting(api, waiting)
+        if self._speed_caps[api]:  # share the cap anew among those that run
             self._share_speed(api)
-        elif waiting:
-            self._fill_waiting(api, waiting)
 
     def _share_speed(self, api: Api) -> None:
         """Give each running transfer of ``api`` an equal share of the runtime's cap (or
