@@ -231,7 +231,8 @@ def test_uploads_are_tried_again_only_when_nothing_left(tmp_path: Path) -> None:
 def test_a_cut_download_continues_with_range_and_if_range(
     tmp_path: Path, raw_server: RawFactory
 ) -> None:
-    faulty = Faulty(BODY, cut_after=70_000, cuts=2)
+    gate = threading.Event()  # retry events are not replayed: listen before they come
+    faulty = Faulty(BODY, cut_after=70_000, cuts=2, gate=gate)
     srv = raw_server(faulty)
     retries: list[wxtransfer.RetryEvent] = []
     progress: list[int] = []
@@ -239,6 +240,7 @@ def test_a_cut_download_continues_with_range_and_if_range(
         task = rt.download_file(srv.url + "/f", file_path=tmp_path / "f.bin", retry=FAST)
         task.on_retry(retries.append)
         task.on_progress_update(lambda p: progress.append(p.total_bytes_written))
+        gate.set()
         res = task.result(20)
     assert (tmp_path / "f.bin").read_bytes() == BODY
     assert (res.status_code, res.data_length, res.attempts) == (200, len(BODY), 3)
@@ -308,7 +310,8 @@ def test_a_206_that_does_not_fit_is_discarded_and_counts(
 
 
 def test_503_with_retry_after_waits_then_succeeds(tmp_path: Path, raw_server: RawFactory) -> None:
-    faulty = Faulty(BODY, statuses=[503], retry_after="1")
+    gate = threading.Event()
+    faulty = Faulty(BODY, statuses=[503], retry_after="1", gate=gate)
     srv = raw_server(faulty)
     headers: list[int] = []
     retries: list[wxtransfer.RetryEvent] = []
@@ -317,6 +320,7 @@ def test_503_with_retry_after_waits_then_succeeds(tmp_path: Path, raw_server: Ra
         task = rt.download_file(srv.url + "/f", retry=wxtransfer.Retry(total=2))
         task.on_headers_received(lambda h: headers.append(h.status_code))
         task.on_retry(retries.append)
+        gate.set()
         res = task.result(20)
         took = time.monotonic() - started
     assert res.status_code == 200 and res.data_length == len(BODY)
@@ -402,11 +406,13 @@ def test_cannot_connect_is_tried_again_for_uploads_too(tmp_path: Path) -> None:
 
 
 def test_an_abort_during_the_wait_ends_at_once(tmp_path: Path, raw_server: RawFactory) -> None:
-    srv = raw_server(Faulty(BODY, statuses=[503], retry_after="20"))
+    gate = threading.Event()
+    srv = raw_server(Faulty(BODY, statuses=[503], retry_after="20", gate=gate))
     with runtime(tmp_path) as rt:
         task = rt.download_file(srv.url + "/f", retry=3, timeout=0)
         got = threading.Event()
         task.on_retry(lambda e: got.set())
+        gate.set()
         assert got.wait(10)
         started = time.monotonic()
         task.abort()
@@ -558,13 +564,15 @@ def test_a_chunked_body_cut_short_starts_over(tmp_path: Path, raw_server: RawFac
 def test_retry_events_are_not_replayed_to_a_late_listener(
     tmp_path: Path, raw_server: RawFactory
 ) -> None:
-    srv = raw_server(Faulty(BODY, statuses=[503], retry_after="1"))
+    gate = threading.Event()
+    srv = raw_server(Faulty(BODY, statuses=[503], retry_after="1", gate=gate))
     early: list[wxtransfer.RetryEvent] = []
     late: list[wxtransfer.RetryEvent] = []
     first = threading.Event()
     with runtime(tmp_path) as rt:
         task = rt.download_file(srv.url + "/f", retry=2)
         task.on_retry(lambda e: (early.append(e), first.set()))
+        gate.set()
         assert first.wait(10)
         task.onRetry(late.append)  # after the only retry: nothing to replay
         assert task.result(20).status_code == 200

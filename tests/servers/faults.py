@@ -13,6 +13,8 @@ offset when the validator matches, else the whole 200), and misbehaves as told:
 - ``bad_range``: answer a Range with a 206 that starts elsewhere.
 - ``stall_first``: the first response sends its head and some bytes, then nothing.
 - ``drip``: seconds between 16 KiB pieces of a body (a slow link).
+- ``gate``: an Event the server waits for (10 s at most) before it answers the first
+  request, so a test can add its listeners before anything happens.
 
 A ``Range`` from the end of the body, with a matching ``If-Range``, gets a 416 with
 ``Content-Range: bytes */N``.
@@ -48,6 +50,7 @@ class Faulty:
         bad_range: bool = False,
         stall_first: bool = False,
         drip: float = 0.0,
+        gate: threading.Event | None = None,
     ) -> None:
         self.body = body
         self.cut_after = cut_after
@@ -61,6 +64,7 @@ class Faulty:
         self.bad_range = bad_range
         self.stall_first = stall_first
         self.drip = drip
+        self.gate = gate
         self.requests: list[dict[str, str]] = []
         self.sent = 0  # body bytes sent, in all
         self._lock = threading.Lock()
@@ -78,6 +82,8 @@ class Faulty:
             n = len(self.requests)
             self.requests.append({k.lower(): v for k, v in headers.items()})
             status_override = self.statuses.pop(0) if self.statuses else None
+        if n == 0 and self.gate is not None:
+            self.gate.wait(10)
         if status_override is not None:
             extra = {"Retry-After": self.retry_after} if self.retry_after else {}
             sock.sendall(build_response(status_override, b"busy", extra))
