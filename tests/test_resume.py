@@ -278,3 +278,23 @@ def test_nginx_serves_a_changed_file_whole(tmp_path: Path, nginx: Any) -> None:
         rt.download_file(nginx.url + "/big.bin", file_path=target, resume=True).result(20)
     assert target.read_bytes() == new  # never old bytes joined to new ones
     assert nginx.log()[-1]["status"] == "200"
+
+
+def test_two_resumable_downloads_of_one_file_never_share_the_part(
+    tmp_path: Path, raw_server: RawFactory
+) -> None:
+    body = os.urandom(2 << 20)
+    faulty = Faulty(body, drip=0.005)
+    srv = raw_server(faulty)
+    target = tmp_path / "f.bin"
+    with runtime(tmp_path) as rt:
+        first = rt.download_file(srv.url + "/f", file_path=target, resume=True)
+        deadline = time.monotonic() + 10
+        while not part(target).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = rt.download_file(srv.url + "/f", file_path=target, resume=True)
+        err = second.exception(20)
+        assert first.result(20).data_length == len(body)
+    assert isinstance(err, wxtransfer.FileError)
+    assert "another download is writing" in err.err_msg
+    assert target.read_bytes() == body

@@ -25,6 +25,11 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: no lock on a kept part
+    fcntl = None  # type: ignore[assignment]
+
 from ._digest import Check
 from ._errors import ChecksumError, Errno, FileError
 from ._events import hold_wakeups, release_wakeups
@@ -375,11 +380,29 @@ class Output:
 
     def _open_kept(self, kept: KeptPart) -> None:
         """Open ``<target>.wxpart``: at its end when it is continued, else emptied; write
-        its checkpoint first, so the part never holds bytes the checkpoint does not name."""
+        its checkpoint first, so the part never holds bytes the checkpoint does not name.
+        The part is locked while it is written: a second download of the same file with
+        ``resume`` fails rather than join its bytes to the first's."""
+        try:
+            self.fd = os.open(kept.path, os.O_WRONLY | os.O_CREAT, 0o666)
+        except OSError as exc:
+            self.error = save_error(exc, kept.target)
+            return
+        try:
+            if fcntl is not None:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+            self.error = FileError(
+                f"downloadFile:fail download save file error: another download is writing "
+                f"{kept.path}",
+                Errno.SAVE_FILE_ERROR,
+            )
+            return
         try:
             if kept.record is not None:
                 _write_checkpoint(kept)
-            self.fd = os.open(kept.path, os.O_WRONLY | os.O_CREAT, 0o666)
             os.ftruncate(self.fd, kept.held)
             os.lseek(self.fd, kept.held, os.SEEK_SET)
         except OSError as exc:
