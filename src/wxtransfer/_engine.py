@@ -75,7 +75,7 @@ class Engine:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._closing = False
-        self._stopped = False  # the loop takes no more commands: they run on the caller
+        self._stopped = False  # the loop takes no more commands (see _post)
         self._woken = False  # a byte is in the pipe, or about to be
         self._sleeping = False  # the loop is in poll(), or about to be
         self._closed = threading.Event()

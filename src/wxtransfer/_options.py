@@ -225,15 +225,10 @@ def _check_timeout(api: Api, timeout: object) -> int | None:
         if 0 < timeout < _SHORT_TIMEOUT_MS and not _warned_short_timeout:
             _warn_short_timeout(timeout)
         return timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise _param_error(api, f"timeout should be a number of milliseconds, not {timeout!r}")
-    if math.isnan(timeout) or timeout < 0:
-        raise _param_error(api, f"timeout should be >= 0 milliseconds, got {timeout!r}")
-    if math.isinf(timeout):
-        return 0
-    if 0 < timeout < _SHORT_TIMEOUT_MS:
+    ms = _check_ms(api, "timeout", timeout)  # raises unless a number >= 0
+    if isinstance(timeout, int | float) and 0 < timeout < _SHORT_TIMEOUT_MS:
         _warn_short_timeout(timeout)
-    return max(1, math.ceil(timeout)) if timeout else 0
+    return ms
 
 
 def _check_stall_timeout(api: Api, value: object) -> int | None:
@@ -245,9 +240,9 @@ def _check_ms(api: Api, what: str, value: object, unit: str = "milliseconds") ->
     """A whole amount >= 0 of ``unit`` (None, 0 and infinity: 0, none), rounded up."""
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise _param_error(api, f"{what} should be a number of {unit}, not {value!r}")
-    if value < 0:
+    if math.isnan(value) or value < 0:
         raise _param_error(api, f"{what} should be >= 0 {unit}, got {value!r}")
     if math.isinf(value):
         return 0

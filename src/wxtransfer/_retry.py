@@ -22,6 +22,7 @@ __all__ = [
     "cannot_connect",
     "parse_retry_after",
     "retryable",
+    "status_wait",
 ]
 
 # libcurl codes worth another attempt: cannot connect (DNS, refused, a TLS handshake cut

@@ -44,6 +44,12 @@ _SYSTEM_CA_BUNDLES = (
 )
 
 
+def _require_int(what: str, value: object, minimum: int, unit: str) -> None:
+    """A runtime setting is a whole number of ``unit``, at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} should be {unit} >= {minimum}, not {value!r}")
+
+
 def _system_ca_bundle() -> str | None:
     for path in _SYSTEM_CA_BUNDLES:
         if os.path.isfile(path):
@@ -94,30 +100,18 @@ class Runtime:
         if unknown:
             raise ValueError(f"network_timeout has unknown keys {sorted(unknown)}")
         for key, value in timeouts.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"network_timeout[{key!r}] should be milliseconds >= 0")
-        for what, limit in (
-            ("max_concurrent_uploads", max_concurrent_uploads),
-            ("max_concurrent_downloads", max_concurrent_downloads),
+            _require_int(f"network_timeout[{key!r}]", value, 0, "milliseconds")
+        _require_int("max_concurrent_uploads", max_concurrent_uploads, 1, "an int")
+        _require_int("max_concurrent_downloads", max_concurrent_downloads, 1, "an int")
+        for what, optional, unit in (
+            ("default_stall_timeout", default_stall_timeout, "milliseconds"),
+            ("max_upload_speed", max_upload_speed, "bytes per second"),
+            ("max_download_speed", max_download_speed, "bytes per second"),
         ):
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise ValueError(f"{what} should be an int >= 1, not {limit!r}")
-        if default_stall_timeout is not None and (
-            isinstance(default_stall_timeout, bool)
-            or not isinstance(default_stall_timeout, int)
-            or default_stall_timeout < 0
-        ):
-            raise ValueError(
-                f"default_stall_timeout should be milliseconds >= 0, not {default_stall_timeout!r}"
-            )
+            if optional is not None:
+                _require_int(what, optional, 0, unit)
         self._stall_timeout_ms = default_stall_timeout or 0
         self._retry = as_retry(default_retry)
-        for what, cap in (
-            ("max_upload_speed", max_upload_speed),
-            ("max_download_speed", max_download_speed),
-        ):
-            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-                raise ValueError(f"{what} should be bytes per second >= 0, not {cap!r}")
         self._speed_caps: dict[Api, int] = {
             "uploadFile": max_upload_speed or 0,
             "downloadFile": max_download_speed or 0,
