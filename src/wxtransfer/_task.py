@@ -37,14 +37,16 @@ Listener = Callable[[Any], object]
 
 
 class _Channel:
-    """One kind of event: its listeners, the latest delivered, how many are queued."""
+    """One kind of event: its listeners, the latest delivered (kept for a late listener
+    when the kind ``replays``), how many are queued."""
 
-    __slots__ = ("latest", "listeners", "pending")
+    __slots__ = ("latest", "listeners", "pending", "replays")
 
-    def __init__(self) -> None:
+    def __init__(self, replays: bool = True) -> None:
         self.listeners: list[Listener] = []
         self.latest: Any = None
         self.pending = 0
+        self.replays = replays
 
 
 class Task(Generic[R, P]):
@@ -68,7 +70,7 @@ class Task(Generic[R, P]):
         self._lock = threading.Lock()
         self._progress = _Channel()
         self._headers = _Channel()
-        self._retries = _Channel()  # never replayed: a retry is news only when it happens
+        self._retries = _Channel(replays=False)  # a retry is news only when it happens
         self._outcome: R | TransferError | None = None
         self._finished = False  # success/fail has been dispatched
         # An Event costs a Condition per task; most tasks are never waited on, so each
@@ -117,10 +119,7 @@ class Task(Generic[R, P]):
 
     def on_retry(self, listener: Callable[[RetryEvent], object]) -> None:
         """Call ``listener`` with a ``RetryEvent`` each time an attempt starts again."""
-        if not callable(listener):
-            raise TypeError(f"listener should be callable, not {type(listener).__name__}")
-        with self._lock:
-            self._retries.listeners.append(listener)
+        self._add_listener(self._retries, listener)
 
     def off_retry(self, listener: Callable[[RetryEvent], object] | None = None) -> None:
         """Remove ``listener``, or every retry listener when none is given."""
@@ -243,18 +242,13 @@ class Task(Generic[R, P]):
         self._report(event, self._headers)
 
     def _report_retry(self, event: RetryEvent) -> None:
-        channel = self._retries
-        with self._lock:
-            if not channel.listeners:
-                return  # not kept for a late listener
-            channel.pending += 1
-        self._dispatcher.call(lambda: self._deliver(event, channel))
+        self._report(event, self._retries)
 
     def _report(self, event: Any, channel: _Channel) -> None:
         with self._lock:
             if not channel.listeners and not channel.pending:
                 # Nobody listens: keep it for a late listener, skip the dispatcher.
-                if not self._finished:
+                if channel.replays and not self._finished:
                     channel.latest = event
                 return
             channel.pending += 1
@@ -295,7 +289,8 @@ class Task(Generic[R, P]):
             channel.pending -= 1
             if self._finished:
                 return
-            channel.latest = event
+            if channel.replays:
+                channel.latest = event
             listeners = list(channel.listeners)
         for fn in listeners:
             _call(fn, event)

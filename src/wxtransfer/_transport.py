@@ -622,8 +622,9 @@ class Transfer:
 
     def _validator(self) -> tuple[str | None, int]:
         """What a later attempt may continue this response with: a strong ETag, else its
-        Last-Modified; and its complete length. Nothing for a chunked or non-200 body."""
-        length = self._content_length()
+        Last-Modified; and its complete length (``expected``, just read from the head).
+        Nothing for a chunked or non-200 body."""
+        length = self.expected
         if self.status != 200 or not length:
             return None, 0
         etag = self.head.get("etag")
