@@ -50,6 +50,7 @@ from rich.progress import (
 
 from . import _errors as errors
 from ._options import TimeoutUnitWarning
+from ._output import PART_SUFFIX
 from ._results import (
     DownloadFileResult,
     DownloadProgress,
@@ -1399,7 +1400,7 @@ def _download_resumable(
             failure = exc
         reporter.close()
     if failure is not None or interrupt.interrupted:
-        kept = dest + ".wxpart"
+        kept = dest + PART_SUFFIX
         if os.path.exists(kept):
             held = os.path.getsize(kept)
             with contextlib.suppress(OSError):

@@ -355,7 +355,7 @@ class Output:
         target = self.target
         if target is not None:
             folder, base = os.path.split(target)
-            prefix, suffix, mode = os.path.join(folder, f".{base}."), ".wxpart", 0o666
+            prefix, suffix, mode = os.path.join(folder, f".{base}."), PART_SUFFIX, 0o666
         else:
             try:
                 folder = self.temp_dir()
@@ -542,14 +542,11 @@ class Output:
         if self.kept is not None:  # not even a resumable part stays (a checksum mismatch)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.kept.checkpoint)
-        if self.fd >= 0:
+        path = self.path
+        self._close()
+        if path is not None:
             with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = -1
-        if self.path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-            self.path = None
+                os.unlink(path)
 
 
 def _write_checkpoint(kept: KeptPart) -> None:
