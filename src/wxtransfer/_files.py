@@ -159,13 +159,14 @@ class TempFolder:
             return self._path
 
     def sweep_parent(self) -> None:
-        """Remove what dead processes left in the parent folder; once per process."""
+        """Remove what dead processes left in the parent folder; once per process and
+        spelling of the folder (no system call for a runtime made after the first: a
+        second spelling of one folder only sweeps it twice, which is harmless)."""
         parent = self._parent if self._parent is not None else tempfile.gettempdir()
-        key = os.path.realpath(parent)
         with _swept_lock:
-            if key in _swept:
+            if parent in _swept:
                 return
-            _swept.add(key)
+            _swept.add(parent)
         removed = sweep_abandoned(parent)
         if removed:
             logger.info("removed %d temp folder(s) of processes that ended", len(removed))
