@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -202,3 +205,92 @@ def test_connect_timeout_and_retry_max_time(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "could not connect: no connection within 200 ms" in out.stderr
     assert took < 10  # --retry-max-time, not 50 retries
+
+
+# --------------------------------------------------------------------------- the bar
+
+
+def on_terminal(tmp_path: Path, *args: str, timeout: float = 30) -> tuple[int, str]:
+    """Run the CLI with stderr on a pty (so the live bar is drawn); its code and screen text."""
+    master, slave = pty.openpty()
+    env = dict(
+        os.environ,
+        WXTRANSFER_HOME=str(tmp_path / "home"),
+        TMPDIR=str(tmp_path),
+        TERM="xterm",
+        COLUMNS="160",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wxtransfer", *args],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+
+
+def test_the_bar_shows_each_retry_as_it_happens(tmp_path: Path, raw_server: RawFactory) -> None:
+    faulty = Faulty(BODY, statuses=[503, 503], retry_after="1")
+    srv = raw_server(faulty)
+    code, screen = on_terminal(tmp_path, "download", srv.url + "/f", "-o", "f.bin", "--retry", "5")
+    assert code == 0, screen
+    shown = sorted(set(re.findall(r"download f\.bin · retry [^━]*", screen)))
+    assert "download f.bin · retry 1/5 in 1.0 s: HTTP 503 " in shown, shown
+    assert "download f.bin · retry 2/5 in 1.0 s: HTTP 503 " in shown, shown
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def test_the_bar_names_the_error_of_a_retried_cut(tmp_path: Path, raw_server: RawFactory) -> None:
+    srv = raw_server(Faulty(BODY, cut_after=100_000, cuts=1))
+    code, screen = on_terminal(
+        tmp_path, "download", srv.url + "/f", "-o", "f.bin", "--retry", "2", "--retry-delay", "1"
+    )
+    assert code == 0, screen
+    # a jittered wait of up to --retry-delay; the error's headline, not its whole text
+    shown = set(re.findall(r"retry 1/2 in [01]\.[0-9] s: [^━]*", screen))
+    assert {s.split(": ", 1)[1].strip() for s in shown} == {
+        "body shorter than its Content-Length"
+    }, shown
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def test_a_continued_download_starts_its_bar_at_the_bytes_held(
+    tmp_path: Path, raw_server: RawFactory
+) -> None:
+    faulty = Faulty(BODY, cut_after=200_000, cuts=1, drip=0.05)
+    srv = raw_server(faulty)
+    first = cli(tmp_path, "download", srv.url + "/f", "-C", "-o", "f.bin")
+    assert first.returncode == 1
+    assert (tmp_path / "f.bin.wxpart").stat().st_size == 200_000
+    code, screen = on_terminal(tmp_path, "download", srv.url + "/f", "-C", "-o", "f.bin")
+    assert code == 0, screen
+    assert faulty.requests[1]["range"] == "bytes=200000-"
+    # rich's DownloadColumn: "<done>/<total> KiB"; every frame with the total is past the part
+    shown = [float(done) for done in re.findall(r"([0-9.]+)/293\.0 KiB", screen)]
+    assert shown, screen
+    assert min(shown) >= 195.3, shown

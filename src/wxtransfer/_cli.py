@@ -1352,8 +1352,9 @@ def _show_retries(task: Task[Any, Any], tracker: Tracker, label: str, robust: Ro
     total = robust.retry.total
 
     def on_retry(event: RetryEvent) -> None:
+        # the error's headline only ("connection reset"), so the bar keeps its columns
         reason = (
-            event.error.err_msg.partition(":fail ")[2]
+            event.error.err_msg.partition(":fail ")[2].partition(":")[0]
             if event.error
             else f"HTTP {event.status_code}"
         )
