@@ -11,16 +11,13 @@ over and not yet written are bounded: memory stays flat whatever the file size.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import functools
 import hashlib
 import itertools
 import json
 import logging
 import os
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -38,14 +35,19 @@ __all__ = ["KeptPart", "Output", "Writer", "load_checkpoint", "save_error"]
 
 logger = logging.getLogger("wxtransfer")
 
+Chunk = bytes | memoryview
+
 _BATCH = 1 << 20  # bytes gathered on the engine thread before one writev on the writer
+# Big bodies are copied into reused buffers of _BATCH bytes: pycurl's 16 KiB chunks are then
+# freed at once where they were made. Held for a batch and freed in bulk on the writer, they
+# made malloc give the pages back and fault them in again: a third of D1's time.
 _BATCH_CHUNKS = 512  # and at most this many chunks (writev takes up to IOV_MAX = 1024)
 _MAX_QUEUED = 8 << 20  # bytes handed to the writer and not yet written
 _PART_NAMES = itertools.count(1)
 _SMALL_BODY = 256 << 10  # announced sizes up to this are written in one job at the end
 _SMALL_WRITE = 64 << 10  # finished downloads wait no longer than writes up to this size
 _JOBS_PER_RELEASE = 8  # and than this many jobs
-_PREALLOCATE_MIN = 1 << 20  # announced sizes from which the file's blocks are reserved first
+_CHECK_SPACE_MIN = 1 << 20  # announced sizes from which the free space is checked first
 
 Job = Callable[[], None]
 
@@ -110,35 +112,46 @@ def save_error(exc: OSError, path: str) -> FileError:
     return error
 
 
-_FALLOC_FL_KEEP_SIZE = 1
-
-
-@functools.cache
-def _fallocate() -> Callable[[int, int], int] | None:
-    """Linux ``fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, size)`` (returns 0 or an errno), or
-    None where there is none. The blocks are reserved but the file's size stays the bytes
-    written, so a process killed mid-download never leaves a file at its full announced
-    size. Not ``os.posix_fallocate``: on a file system without fallocate, glibc emulates
-    it by writing every block, which costs more than it saves."""
-    if not sys.platform.startswith("linux"):
-        return None
+def _free_bytes(fd: int) -> int | None:
+    """Bytes the file system of ``fd`` can still take (root may use the reserved ones), or
+    None where it cannot say."""
     try:
-        fn = ctypes.CDLL(None, use_errno=True).fallocate
+        st = os.fstatvfs(fd)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    fn.restype = ctypes.c_int
+    blocks = st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail
+    return blocks * st.f_frsize
 
-    def call(fd: int, size: int) -> int:
-        return 0 if fn(fd, _FALLOC_FL_KEEP_SIZE, 0, size) == 0 else ctypes.get_errno()
 
-    return call
+class Buffers:
+    """Buffers of ``_BATCH`` bytes, reused; at most ``keep`` are kept for the next taker."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(_BATCH)
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(buffer)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
 
 
 class Writer:
     """One thread that runs file jobs in order; started on first use."""
 
     def __init__(self, name: str = "wxtransfer-files", max_queued: int = _MAX_QUEUED) -> None:
+        self.buffers = Buffers(keep=max_queued // _BATCH + 2)
         self._name = name
         self._max_queued = max_queued
         self._queue: queue.SimpleQueue[tuple[Job, int] | None] = queue.SimpleQueue()
@@ -166,6 +179,7 @@ class Writer:
         if thread is not None:
             self._queue.put(None)
             thread.join(timeout)
+        self.buffers.clear()
 
     def _run(self) -> None:
         hold_wakeups()  # downloads end here: their callers are woken as _run_jobs says
@@ -211,18 +225,19 @@ class Output:
     """
 
     __slots__ = (
+        "_buffer",
         "_chunks",
         "_hashers",
         "_opened",
         "_prefix",
         "_size",
+        "_view",
         "_writer",
         "error",
         "expected",
         "fd",
         "kept",
         "path",
-        "reserved",
         "target",
         "temp_dir",
         "written",
@@ -241,12 +256,13 @@ class Output:
         self.target = target
         self.temp_dir = temp_dir
         self.expected = expected  # the announced size; 0: unknown
-        self.reserved = 0  # bytes fallocate reserved past the end of what is written
         self.written = 0  # bytes the writer wrote
         self.fd = -1
         self.path: str | None = None
         self.error: FileError | None = None
-        self._chunks: list[bytes] = []
+        self._chunks: list[Chunk] = []  # a small body's bytes, as pycurl gave them
+        self._buffer: bytearray | None = None  # or a big body's, copied into a buffer
+        self._view: memoryview | None = None
         self._size = 0
         self._opened = False  # the part file's creation was handed to the writer
         self._hashers: dict[str, Any] = {}  # algorithm -> hash of the bytes written
@@ -265,17 +281,59 @@ class Output:
         """Hand ``data`` over (in batches); the error of an earlier write, if any."""
         if self.error is not None:
             return self.error
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size >= _BATCH or len(self._chunks) >= _BATCH_CHUNKS:
-            chunks, size = self._chunks, self._size
-            self._chunks, self._size = [], 0
-            if self._opened:
-                self._writer.submit(lambda: self._write(chunks), size)
-            else:
-                self._opened = True
-                self._writer.submit(lambda: self._open_and_write(chunks), size)
+        size, view = self._size, self._view
+        if view is None and 0 < self.expected <= _SMALL_BODY:  # small: kept as it came
+            self._chunks.append(data)
+            self._size = size + len(data)
+            if self._size >= _BATCH or len(self._chunks) >= _BATCH_CHUNKS:
+                self._hand_over()
+            return None
+        end = size + len(data)
+        if view is None or end > _BATCH:
+            if size:
+                self._hand_over()
+            if len(data) > _BATCH:  # never from libcurl (16 KiB at most): as it came
+                self._chunks.append(data)
+                self._size = len(data)
+                self._hand_over()
+                return None
+            self._buffer = self._writer.buffers.take()
+            view = self._view = memoryview(self._buffer)
+            size, end = 0, len(data)
+        view[size:end] = data
+        self._size = end
+        if end == _BATCH:
+            self._hand_over()
         return None
+
+    def _take_pending(self) -> tuple[list[Chunk], int, bytearray | None]:
+        """The bytes not yet handed over, their size and their buffer; none left here."""
+        size, buffer, view = self._size, self._buffer, self._view
+        chunks: list[Chunk] = [view[:size]] if view is not None and size else self._chunks
+        self._chunks, self._size, self._buffer, self._view = [], 0, None, None
+        return chunks, size, buffer
+
+    def _hand_over(self) -> None:
+        chunks, size, buffer = self._take_pending()
+        opened, self._opened = self._opened, True
+        release = self._writer.buffers.give
+
+        def job() -> None:
+            try:
+                if not opened:
+                    self._open()
+                self._write(chunks)
+            finally:
+                if buffer is not None:
+                    chunks.clear()
+                    release(buffer)
+
+        self._writer.submit(job, size)
+
+    def _drop_pending(self) -> None:
+        buffer = self._take_pending()[2]
+        if buffer is not None:
+            self._writer.buffers.give(buffer)
 
     def finish(
         self,
@@ -288,14 +346,19 @@ class Output:
 
         A body smaller than a batch is one job: create, write, close, rename.
         """
-        chunks, size = self._chunks, self._size
-        self._chunks, self._size = [], 0
+        chunks, size, buffer = self._take_pending()
         opened, self._opened = self._opened, True
+        release = self._writer.buffers.give
 
         def job() -> None:
-            if not opened:
-                self._open()
-            self._finish(chunks, final, then, checks)
+            try:
+                if not opened:
+                    self._open()
+                self._finish(chunks, final, then, checks)
+            finally:
+                if buffer is not None:
+                    chunks.clear()
+                    release(buffer)
 
         self._writer.submit(job, size)
 
@@ -309,7 +372,7 @@ class Output:
         """Start the file over, empty, for a new response of ``expected`` bytes (a retry
         that could not continue): bytes of two responses are never joined. A kept part
         gets ``record`` as its new checkpoint."""
-        self._chunks, self._size = [], 0
+        self._drop_pending()
         self.expected = expected
         if self._opened:
             self._writer.submit(lambda: self._truncate(record))
@@ -325,22 +388,27 @@ class Output:
         if self.kept is not None:
             self._keep_pending(then)
             return
-        self._chunks, self._size = [], 0
+        self._drop_pending()
         if self._opened:
             self._writer.submit(lambda: self._discard(then))
         else:  # nothing on disk yet
             then()
 
     def _keep_pending(self, then: Callable[[], object]) -> None:
-        chunks, size = self._chunks, self._size
-        self._chunks, self._size = [], 0
+        chunks, size, buffer = self._take_pending()
         opened, self._opened = self._opened, True
+        release = self._writer.buffers.give
 
         def job() -> None:
-            if not opened:
-                self._open()
-            if chunks:
-                self._write(chunks)
+            try:
+                if not opened:
+                    self._open()
+                if chunks:
+                    self._write(chunks)
+            finally:
+                if buffer is not None:
+                    chunks.clear()
+                    release(buffer)
             self._close()
             then()
 
@@ -413,24 +481,18 @@ class Output:
         if not kept.held:
             self._reserve()
 
-    def _open_and_write(self, chunks: list[bytes]) -> None:
-        self._open()
-        self._write(chunks)
-
     def _reserve(self) -> None:
-        """Reserve a big file's blocks at once: fewer, larger extents to allocate, and a
-        full disk is known before the body is fetched."""
-        fallocate = _fallocate() if self.expected >= _PREALLOCATE_MIN else None
-        if fallocate is None:
+        """Fail a big file at once when the disk cannot hold it, before its body is fetched.
+        Its blocks are not reserved (fallocate): writing into reserved blocks cost ext4 a
+        quarter of D1's time, and a killed process's part would look complete."""
+        if self.expected < _CHECK_SPACE_MIN:
             return
-        code = fallocate(self.fd, self.expected)
-        if code == 0:
-            self.reserved = self.expected
-        elif code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        free = _free_bytes(self.fd)
+        if free is not None and free < self.expected:
+            code = errno.ENOSPC
             self.error = save_error(OSError(code, os.strerror(code)), self.target or "temp folder")
-        # anything else (no fallocate on this file system): write as it comes
 
-    def _write(self, chunks: list[bytes]) -> None:
+    def _write(self, chunks: list[Chunk]) -> None:
         if self.error is not None or self.fd < 0:
             return
         try:
@@ -449,7 +511,7 @@ class Output:
 
     def _finish(
         self,
-        chunks: list[bytes],
+        chunks: list[Chunk],
         final: str,
         then: Callable[[FileError | None], object],
         checks: Sequence[Check],
@@ -462,8 +524,6 @@ class Output:
         if error is None:
             fd, self.fd = self.fd, -1
             try:
-                if self.reserved and self.written < self.reserved:
-                    os.ftruncate(fd, self.written)  # give back the blocks reserved past it
                 os.close(fd)
                 assert self.path is not None
                 os.replace(self.path, final)
@@ -504,7 +564,7 @@ class Output:
                 _write_checkpoint(self.kept._replace(record=record))
             os.ftruncate(self.fd, 0)
             os.lseek(self.fd, 0, os.SEEK_SET)
-            self.written = self.reserved = 0
+            self.written = 0
         except OSError as exc:
             self.error = save_error(exc, self.target or self.path or "temp folder")
 
