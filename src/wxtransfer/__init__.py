@@ -7,7 +7,7 @@ order on one thread (or on your asyncio loop); ``task.result()`` and ``await tas
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import wx
@@ -77,9 +77,10 @@ __all__ = [
 
 def upload_file(
     url: str,
-    file_path: str | os.PathLike[str],
-    name: str,
+    file_path: str | os.PathLike[str] | None = None,
+    name: str | None = None,
     *,
+    files: Sequence[tuple[str, str | os.PathLike[str]]] | None = None,
     header: Mapping[str, str] | None = None,
     form_data: Mapping[str, str | int | float | bool] | None = None,
     timeout: int | float | None = None,
@@ -92,7 +93,8 @@ def upload_file(
     connect_timeout: int | float | None = None,
     **options: bool,
 ) -> UploadTask:
-    """Upload ``file_path`` as multipart field ``name`` with the default runtime.
+    """Upload ``file_path`` as multipart field ``name`` (or ``files``, ``(name, file_path)``
+    pairs, all in one request) with the default runtime.
 
     ``timeout`` and ``stall_timeout`` are in milliseconds. Returns an ``UploadTask`` at
     once; never raises.
@@ -101,6 +103,7 @@ def upload_file(
         url,
         file_path,
         name,
+        files=files,
         header=header,
         form_data=form_data,
         timeout=timeout,

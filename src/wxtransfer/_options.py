@@ -16,7 +16,7 @@ import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._digest import parse_checksum
 from ._errors import Errno, FileError, InvalidArgumentError
@@ -26,6 +26,7 @@ __all__ = [
     "Api",
     "Request",
     "TimeoutUnitWarning",
+    "UploadPart",
     "js_number",
     "validate_download",
     "validate_upload",
@@ -35,6 +36,16 @@ Api = Literal["uploadFile", "downloadFile"]
 Callback = Callable[[Any], Any]
 
 _FORBIDDEN_HEADERS = {"referer"}
+
+
+class UploadPart(NamedTuple):
+    """One file of a multipart upload, as checked: its field, path, §5 name and type."""
+
+    name: str
+    path: str
+    filename: str
+    content_type: str
+    size: int  # when it was checked
 
 
 @dataclass(slots=True)
@@ -52,13 +63,9 @@ class Request:
     checksum: tuple[str, str] | None = None  # a download's (algorithm, lowercase hex)
     resume: bool = False  # a download's bytes wait in <file_path>.wxpart when it fails
     resume_from: tuple[int, str, int] | None = None  # what that part holds: see _output
-    # upload
-    file_path: str | None = None
-    name: str | None = None
-    filename: str | None = None
-    content_type: str | None = None
+    # upload: the form fields, then the files, in order
     form_data: list[tuple[str, str]] = field(default_factory=list)
-    file_size: int = -1  # the upload file's size when it was checked
+    parts: tuple[UploadPart, ...] = ()
     # download
     target_path: str | None = None
     # both
@@ -366,11 +373,47 @@ def _content_type(filename: str) -> str:
     return guessed
 
 
+def _check_name(api: Api, what: str, name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise _param_error(api, f"{what} should be a non-empty str (the multipart field name)")
+    return name
+
+
+def _check_files(api: Api, files: object) -> list[tuple[str, str]]:
+    """``files=``: (name, path) pairs, or the wx face's ``{"name", "uri"}`` objects."""
+    if isinstance(files, str | bytes) or not isinstance(files, list | tuple):
+        raise _param_error(
+            api, f"files should be a list of (name, file_path) pairs, not {type(files).__name__}"
+        )
+    if not files:
+        raise _param_error(api, "files should not be empty")
+    pairs = []
+    for i, item in enumerate(files):
+        if isinstance(item, Mapping):
+            name, path = item.get("name"), item.get("uri")
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            name, path = item
+        else:
+            raise _param_error(api, f"files[{i}] should be a (name, file_path) pair, not {item!r}")
+        checked = _check_path(api, f"files[{i}] path", path)
+        pairs.append((_check_name(api, f"files[{i}] name", name), checked))
+    return pairs
+
+
+def _upload_part(name: str, path: str) -> UploadPart:
+    """The part of the file at ``path``; raise when it cannot be read."""
+    size = _check_upload_file(path)
+    bare = path.rstrip("/")
+    filename = bare[bare.rfind("/") + 1 :] or "file"  # os.path.basename, without its calls
+    return UploadPart(name, path, filename, _content_type(filename), size)
+
+
 def validate_upload(
     url: object,
     file_path: object,
     name: object,
     *,
+    files: object = None,
     header: object = None,
     form_data: object = None,
     timeout: object = None,
@@ -385,18 +428,21 @@ def validate_upload(
     """Check an upload call; raise the error its ``fail`` should receive."""
     api: Api = "uploadFile"
     checked_url = _check_url(api, url)
-    if file_path is None:
-        raise _param_error(api, "filePath is required")
-    path = _check_path(api, "filePath", file_path)
-    if not isinstance(name, str) or not name:
-        raise _param_error(api, "name should be a non-empty str (the multipart field name)")
+    if files is not None:
+        if file_path is not None or name is not None:
+            raise _param_error(
+                api, "give filePath and name, or files, not both (files holds every file)"
+            )
+        pairs = _check_files(api, files)
+    elif file_path is None:
+        raise _param_error(api, "filePath is required (or files)")
+    else:
+        path = _check_path(api, "filePath", file_path)
+        pairs = [(_check_name(api, "name", name), path)]
     headers = _check_headers(api, header)
     fields = _check_form_data(api, form_data)
     timeout_ms = _check_timeout(api, timeout)
-    size = _check_upload_file(path)
-    bare = path.rstrip("/")
-    filename = bare[bare.rfind("/") + 1 :] or "file"  # os.path.basename, without its calls
-    content_type = _content_type(filename)
+    parts = tuple(_upload_part(name, path) for name, path in pairs)
     return Request(
         api=api,
         url=checked_url,
@@ -406,12 +452,8 @@ def validate_upload(
         connect_timeout_ms=_check_ms(api, "connect_timeout", connect_timeout),
         max_speed=_check_max_speed(api, max_speed),
         retry=_check_retry(api, retry),
-        file_path=path,
-        name=name,
-        filename=filename,
-        content_type=content_type,
         form_data=fields,
-        file_size=size,
+        parts=parts,
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),
         enable_profile=enable_profile is None or _check_flag(api, "enableProfile", enable_profile),

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +150,10 @@ class Runtime:
     def upload_file(
         self,
         url: str,
-        file_path: str | os.PathLike[str],
-        name: str,
+        file_path: str | os.PathLike[str] | None = None,
+        name: str | None = None,
         *,
+        files: Sequence[tuple[str, str | os.PathLike[str]]] | None = None,
         header: Mapping[str, str] | None = None,
         form_data: Mapping[str, str | int | float | bool] | None = None,
         timeout: int | float | None = None,
@@ -167,7 +168,9 @@ class Runtime:
         retry: int | Retry | None = None,
         connect_timeout: int | float | None = None,
     ) -> UploadTask:
-        """POST ``file_path`` as multipart/form-data field ``name``; returns at once.
+        """POST ``file_path`` as multipart/form-data field ``name`` (or every file of
+        ``files``, ``(name, file_path)`` pairs, in order, after ``form_data``); returns at
+        once.
 
         ``timeout`` is in milliseconds (0: no limit); ``stall_timeout`` (ms) fails the
         transfer once no byte has moved either way for that long (0: off; None: the
@@ -189,6 +192,7 @@ class Runtime:
                 url,
                 file_path,
                 name,
+                files=files,
                 header=header,
                 form_data=form_data,
                 timeout=timeout,

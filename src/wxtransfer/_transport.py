@@ -227,13 +227,13 @@ def _escape_name(name: str) -> bytes:
     return name.encode().replace(b'"', b"%22").replace(b"\r", b"%0D").replace(b"\n", b"%0A")
 
 
-def _multipart(boundary: str, r: Request, data: bytes) -> bytes:
-    """The multipart/form-data body libcurl's MIME API would send, built in one piece.
+def _multipart(boundary: str, r: Request, contents: list[bytes]) -> bytes:
+    """The multipart/form-data body libcurl's MIME API would send, built in one piece:
+    the form fields, then each file (``contents``, in ``r.parts``'s order).
 
     For small files: it spares the MIME machinery (and its random boundary from OpenSSL)
     that costs more than the transfer itself. tests/test_upload.py compares both bodies.
     """
-    assert r.name is not None and r.filename is not None
     dash = b"--" + boundary.encode()
     parts = []
     for key, value in r.form_data:
@@ -245,17 +245,20 @@ def _multipart(boundary: str, r: Request, data: bytes) -> bytes:
             value.encode(),
             b"\r\n",
         ]
-    parts += [
-        dash,
-        b'\r\nContent-Disposition: form-data; name="',
-        _escape_name(r.name),
-        b'"; filename="',
-        _escape_name(r.filename),
-        b'"\r\n',
-    ]
-    if r.content_type:
-        parts += [b"Content-Type: ", r.content_type.encode(), b"\r\n"]
-    parts += [b"\r\n", data, b"\r\n", dash, b"--\r\n"]
+    for part, data in zip(r.parts, contents, strict=True):
+        parts += [
+            dash,
+            b'\r\nContent-Disposition: form-data; name="',
+            _escape_name(part.name),
+            b'"; filename="',
+            _escape_name(part.filename),
+            b'"\r\nContent-Type: ',
+            part.content_type.encode(),
+            b"\r\n\r\n",
+            data,
+            b"\r\n",
+        ]
+    parts += [dash, b"--\r\n"]
     return b"".join(parts)
 
 
@@ -461,23 +464,25 @@ class Transfer:
         """Attach the multipart body; the Content-Type header to send, if it is ours."""
         r = self.request
         c = self.curl
-        assert r.file_path is not None and r.name is not None and r.filename is not None
-        size = r.file_size  # as validate_upload found it
+        parts = r.parts
+        # the sizes validate_upload found
+        size = parts[0].size if len(parts) == 1 else sum(part.size for part in parts)
         if size <= _SMALL_UPLOAD:
-            data = self._read_small_file(r.file_path)
-            if data is not None:
+            contents = self._read_small_files()
+            if contents is not None:
                 boundary = "-" * 24 + secrets.token_hex(11)
-                c.setopt(pycurl.POSTFIELDS, _multipart(boundary, r, data))
+                c.setopt(pycurl.POSTFIELDS, _multipart(boundary, r, contents))
                 return f"Content-Type: multipart/form-data; boundary={boundary}"
         mime = pycurl.CurlMime(c)
         for key, value in r.form_data:
             mime.add_field(key.encode(), value.encode())
-        mime.add_file(
-            r.name.encode(),
-            os.fsencode(r.file_path),
-            filename=r.filename.encode(),
-            content_type=r.content_type,
-        )
+        for part in parts:  # libcurl reads each file as it sends it: constant memory
+            mime.add_file(
+                part.name.encode(),
+                os.fsencode(part.path),
+                filename=part.filename.encode(),
+                content_type=part.content_type,
+            )
         c.setopt(pycurl.MIMEPOST, mime)
         self.mime = mime
         if size > _QUIET_UPLOAD:
@@ -489,17 +494,23 @@ class Transfer:
         # is reported at the end, and libcurl is spared a progress call per loop.
         return None
 
-    def _read_small_file(self, path: str) -> bytes | None:
-        """The whole file, or None when it has grown past the small-upload size."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
+    def _read_small_files(self) -> list[bytes] | None:
+        """The files' bytes, or None when they have grown past the small-upload size."""
+        contents, left = [], _SMALL_UPLOAD
+        for part in self.request.parts:
             try:
-                data = os.read(fd, _SMALL_UPLOAD + 1)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise map_curl_error(self.api, 26, exc.strerror or "") from exc
-        return data if len(data) <= _SMALL_UPLOAD else None
+                fd = os.open(part.path, os.O_RDONLY)
+                try:
+                    data = os.read(fd, left + 1)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise map_curl_error(self.api, 26, exc.strerror or "") from exc
+            left -= len(data)
+            if left < 0:
+                return None
+            contents.append(data)
+        return contents
 
     # ---- the response head -----------------------------------------------------------
 

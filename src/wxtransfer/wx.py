@@ -40,15 +40,17 @@ def _option(api: str, option: object) -> Mapping[str, Any]:
 
 
 def uploadFile(option: Option) -> UploadTask:
-    """``wx.uploadFile``: keys url, filePath, name, header, formData, timeout, callbacks."""
+    """``wx.uploadFile``: keys url, filePath, name (or files: ``[{"name", "uri"}, …]``),
+    header, formData, timeout, callbacks."""
     try:
         o = _option("uploadFile", option)
     except TransferError as exc:  # never raise: the failure is the task's
         return default_runtime()._refused("uploadFile", exc)  # type: ignore[return-value]
     return default_runtime().upload_file(
         o.get("url"),  # type: ignore[arg-type]
-        o.get("filePath"),  # type: ignore[arg-type]
-        o.get("name"),  # type: ignore[arg-type]
+        o.get("filePath"),
+        o.get("name"),
+        files=o.get("files"),
         header=o.get("header"),
         form_data=o.get("formData"),
         timeout=o.get("timeout"),
