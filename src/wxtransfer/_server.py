@@ -4,24 +4,28 @@ Routes:
 
 * ``POST /upload``: multipart/form-data, any number of files and fields, streamed to disk.
 * ``GET|HEAD /files/{name}``: a stored file, with Range, ETag and Last-Modified support.
-* ``GET|HEAD /``: the stored files as an HTML page, or JSON with ``Accept: application/json``.
+* ``GET|HEAD /``: the stored files as an HTML page (:mod:`._server_page`: uploads with
+  progress bars), or JSON with ``Accept: application/json``.
+* ``/tus/``: tus 1.0 resumable uploads (:mod:`._server_tus`), stored like ``/upload`` files.
 
 Every request gets one line on the ``wxtransfer.server.access`` logger (see
 :class:`_AccessLogger`); :func:`serve` prints those lines to stderr.
 
-This module must not import anything else from :mod:`wxtransfer`.
+This module imports nothing from :mod:`wxtransfer` but its two helpers, ``_server_page``
+and ``_server_tus``, which import nothing from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
-import html
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import sys
@@ -47,6 +51,9 @@ from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import HttpProcessingError, InvalidHeader
 from aiohttp.multipart import parse_content_disposition
 from aiohttp.typedefs import Handler
+
+from . import _server_tus
+from ._server_page import CONTENT_SECURITY_POLICY, FileEntry, render_error, render_page
 
 __all__ = ["DevServer", "create_app", "serve"]
 
@@ -80,16 +87,10 @@ _PARSE_ERRORS: Final = (
 )
 
 _T = TypeVar("_T")
-
-
-class FileEntry(TypedDict):
-    """One stored file, as listed by ``GET /``."""
-
-    name: str
-    filename: str
-    size: int
-    mtime: float
-    url: str
+_SHA256: Final = re.compile(r"[0-9a-f]{64}")
+#: ``POST /upload?via=form``: the page's no-JavaScript form, answered with a redirect to
+#: ``/`` (or an HTML error page) instead of JSON.
+_FORM_QUERY: Final = ("via", "form")
 
 
 class UploadedFile(TypedDict):
@@ -201,6 +202,14 @@ def _original_name(cfg: _Config, name: str) -> str:
     return filename if isinstance(filename, str) and filename else name
 
 
+def _recorded_sha256(meta: dict[str, Any], size: int) -> str | None:
+    """The sidecar's SHA-256, if it still describes the file (same size)."""
+    sha = meta.get("sha256")
+    if isinstance(sha, str) and _SHA256.fullmatch(sha) and meta.get("size") == size:
+        return sha
+    return None
+
+
 def _stored_path(cfg: _Config, name: str) -> Path:
     """Map a ``/files/`` name to a regular file directly inside the root, or reject it."""
     if (
@@ -233,13 +242,16 @@ def _scan(cfg: _Config) -> list[FileEntry]:
                 st = path.stat()
             except (_Reject, OSError):
                 continue
+            meta = _read_meta(cfg, entry.name)
+            filename = meta.get("filename")
             entries.append(
                 {
                     "name": entry.name,
-                    "filename": _original_name(cfg, entry.name),
+                    "filename": filename if isinstance(filename, str) and filename else entry.name,
                     "size": st.st_size,
                     "mtime": st.st_mtime,
                     "url": _file_url(entry.name),
+                    "sha256": _recorded_sha256(meta, st.st_size),
                 }
             )
     entries.sort(key=lambda e: (-e["mtime"], e["name"]))
@@ -255,8 +267,22 @@ def _authorized(request: web.Request, token: bytes | None) -> bool:
     return same and scheme.lower() == "bearer"
 
 
+def _form_post(request: web.BaseRequest) -> bool:
+    """The page's no-JavaScript form posted this: answer with HTML, never raw JSON."""
+    return request.query.get(_FORM_QUERY[0]) == _FORM_QUERY[1]
+
+
+def _upload_error(request: web.BaseRequest, status: int, message: str) -> web.Response:
+    """An upload's error: JSON, or an HTML page with a link back for the no-JS form."""
+    if not _form_post(request):
+        return _json_error(status, message)
+    resp = web.Response(status=status, text=render_error(status, message), content_type="text/html")
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return resp
+
+
 def _unauthorized(request: web.Request) -> web.Response:
-    resp = _json_error(401, "missing or invalid bearer token")
+    resp = _upload_error(request, 401, "missing or invalid bearer token")
     challenge = 'Bearer realm="wxtransfer"'
     if hdrs.AUTHORIZATION in request.headers:
         challenge += ', error="invalid_token"'
@@ -269,13 +295,13 @@ def _precheck_upload(request: web.Request, cfg: _Config) -> web.Response | None:
     ctype = request.headers.get(hdrs.CONTENT_TYPE, "")
     mimetype = parse_mimetype(ctype)
     if (mimetype.type, mimetype.subtype) != ("multipart", "form-data"):
-        return _json_error(415, "expected a multipart/form-data body")
+        return _upload_error(request, 415, "expected a multipart/form-data body")
     boundary = mimetype.parameters.get("boundary", "")
     if not 1 <= len(boundary) <= 70:
-        return _json_error(400, "multipart/form-data without a valid boundary")
+        return _upload_error(request, 400, "multipart/form-data without a valid boundary")
     length = request.content_length
     if cfg.max_size is not None and length is not None and length > cfg.max_size:
-        return _json_error(413, f"request body larger than {cfg.max_size} bytes")
+        return _upload_error(request, 413, f"request body larger than {cfg.max_size} bytes")
     return None
 
 
@@ -434,6 +460,14 @@ def _publish(cfg: _Config, pending: list[_Pending]) -> list[UploadedFile]:
     return result
 
 
+def _publish_tus(
+    cfg: _Config, path: Path, filename: str, size: int, sha256: str
+) -> tuple[str, str]:
+    """Store a complete tus upload like a ``POST /upload`` file: ``(name, URL path)``."""
+    (stored,) = _publish(cfg, [_Pending("tus", filename, path, size, sha256)])
+    return stored["name"], stored["url"]
+
+
 def _discard(pending: list[_Pending]) -> None:
     for item in pending:
         with contextlib.suppress(OSError):
@@ -454,7 +488,7 @@ async def _expect_upload(request: web.Request) -> web.StreamResponse | None:
     expect = request.headers.get(hdrs.EXPECT, "")
     if request.version >= (1, 1):
         if expect.lower() != "100-continue":
-            return _json_error(417, f"unsupported Expect: {expect}")
+            return _upload_error(request, 417, f"unsupported Expect: {expect}")
         try:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         except ConnectionError:
@@ -499,7 +533,7 @@ async def _upload(request: web.Request) -> web.StreamResponse:
         _check_total(request, cfg)
         files = await loop.run_in_executor(None, _publish, cfg, pending)
     except _Reject as exc:
-        return _json_error(exc.status, exc.message)
+        return _upload_error(request, exc.status, exc.message)
     except ConnectionError:
         # aiohttp fails the body stream this way when the client disconnects; raised
         # further, it would be logged as a server error with a traceback.
@@ -507,6 +541,8 @@ async def _upload(request: web.Request) -> web.StreamResponse:
     finally:
         # Shielded: a server shutting down must not leave partial files behind.
         await asyncio.shield(loop.run_in_executor(None, _discard, pending))
+    if _form_post(request):  # back to the list, where the new files show
+        return web.Response(status=303, headers={hdrs.LOCATION: "/"})
     return web.json_response({"files": files, "form": form})
 
 
@@ -530,88 +566,50 @@ async def _download(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, chunk_size=CHUNK_SIZE, headers=headers)
 
 
-def _wants_json(request: web.Request) -> bool:
+def _accepted(request: web.BaseRequest) -> list[str]:
+    """The media types of the Accept header, in the order sent (q-values ignored)."""
+    accept = request.headers.get(hdrs.ACCEPT, "")
+    return [t.split(";", 1)[0].strip().lower() for t in accept.split(",")]
+
+
+def _wants_json(request: web.BaseRequest) -> bool:
     if request.query.get("format") == "json":
         return True
-    kinds = [
-        t.split(";", 1)[0].strip().lower() for t in request.headers.get(hdrs.ACCEPT, "").split(",")
-    ]
+    kinds = _accepted(request)
     if "application/json" not in kinds:
         return False
     return "text/html" not in kinds or kinds.index("application/json") < kinds.index("text/html")
 
 
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+def _page_shell(request: web.BaseRequest) -> bool:
+    """A browser opening the page, which it may do without the token.
 
-
-_PAGE: Final = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>wxtransfer dev server</title>
-<style>
-body {{ font: 15px/1.4 system-ui, sans-serif; margin: 2rem auto; max-width: 56rem;
-  padding: 0 1rem; color: #222; }}
-table {{ border-collapse: collapse; width: 100%; }}
-th, td {{ text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #ddd; }}
-td.size {{ text-align: right; white-space: nowrap; }}
-th.size {{ text-align: right; }}
-td.stored {{ color: #777; font-size: 85%; }}
-form {{ margin-top: 1.5rem; }}
-</style>
-</head>
-<body>
-<h1>wxtransfer dev server</h1>
-{body}
-<form method="post" action="/upload" enctype="multipart/form-data">
-<input type="file" name="file" multiple> <button type="submit">Upload</button>
-</form>
-</body>
-</html>
-"""
-
-
-def _render(entries: list[FileEntry]) -> str:
-    if not entries:
-        return _PAGE.format(body='<p id="empty">No files yet.</p>')
-    rows = []
-    for e in entries:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["mtime"]))
-        rows.append(
-            f'<tr><td><a class="file" href="{html.escape(e["url"])}">'
-            f"{html.escape(e['filename'])}</a></td>"
-            f'<td class="stored">{html.escape(e["name"])}</td>'
-            f'<td class="size" title="{e["size"]} bytes">{_human_size(e["size"])}</td>'
-            f"<td><time>{when}</time></td></tr>"
-        )
-    table = (
-        '<table id="files"><thead><tr><th>File</th><th>Stored as</th>'
-        '<th class="size">Size</th><th>Modified</th></tr></thead>\n<tbody>\n'
-        + "\n".join(rows)
-        + "\n</tbody></table>"
+    A navigation cannot send ``Authorization``, so the page must load for the script to
+    ask for the token. Without it the page lists nothing; the JSON listing and everything
+    else still needs the token. Only an explicit ``text/html`` counts (a browser's
+    Accept), so ``curl URL/`` with its ``*/*`` still gets the 401.
+    """
+    return (
+        request.method in (hdrs.METH_GET, hdrs.METH_HEAD)
+        and request.path == "/"
+        and not _wants_json(request)
+        and "text/html" in _accepted(request)
     )
-    return _PAGE.format(body=table)
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
-    """``GET|HEAD /``: list stored files."""
+    """``GET|HEAD /``: list stored files (the page shell only, for a browser without token)."""
     cfg = request.app[_CONFIG]
-    entries = await asyncio.get_running_loop().run_in_executor(None, _scan, cfg)
-    if _wants_json(request):
+    entries: list[FileEntry] | None = None
+    if _authorized(request, cfg.token):
+        entries = await asyncio.get_running_loop().run_in_executor(None, _scan, cfg)
+    if entries is not None and _wants_json(request):
         resp: web.Response = web.json_response({"files": entries})
     else:
-        resp = web.Response(text=_render(entries), content_type="text/html", charset="utf-8")
-        resp.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
-        )
-    resp.headers[hdrs.VARY] = hdrs.ACCEPT
+        page = render_page(entries, token_required=cfg.token is not None, max_size=cfg.max_size)
+        resp = web.Response(text=page, content_type="text/html", charset="utf-8")
+        resp.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    resp.headers[hdrs.VARY] = f"{hdrs.ACCEPT}, {hdrs.AUTHORIZATION}"
     resp.headers[hdrs.CACHE_CONTROL] = "no-store"
     return resp
 
@@ -652,9 +650,9 @@ def _body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
 
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not _authorized(request, request.app[_CONFIG].token):
-        return _unauthorized(request)
-    return await handler(request)
+    if _authorized(request, request.app[_CONFIG].token) or _page_shell(request):
+        return await handler(request)
+    return _unauthorized(request)
 
 
 # --------------------------------------------------------------------------- public API
@@ -665,8 +663,9 @@ def create_app(
 ) -> web.Application:
     """Build the dev server application storing uploads in ``root`` (created if missing).
 
-    ``max_size`` caps the whole request body of an upload (413 beyond it); ``token``
-    requires ``Authorization: Bearer <token>`` on every request (401 otherwise).
+    ``max_size`` caps the whole request body of an upload and a tus ``Upload-Length``
+    (413 beyond it); ``token`` requires ``Authorization: Bearer <token>`` on every request
+    (401 otherwise) but a browser's request for the page itself, which then lists nothing.
     """
     if max_size is not None and max_size < 0:
         raise ValueError("max_size must be >= 0")
@@ -688,6 +687,12 @@ def create_app(
     app.router.add_get("/", _index)
     app.router.add_post("/upload", _upload, expect_handler=_expect_upload)
     app.router.add_get("/files/{name}", _download)
+    tus = _server_tus.TusSettings(
+        directory=state / "tus",
+        max_size=max_size,
+        publish=functools.partial(_publish_tus, cfg),
+    )
+    _server_tus.add_routes(app, tus)
     return app
 
 
@@ -873,6 +878,7 @@ def serve(
         url = _url(host, int(sock.getsockname()[1]))
         print(f"wxtransfer dev server: serving {Path(root).resolve()} at {url}/", flush=True)
         print(f"  upload: POST {url}/upload   list: {url}/   download: {url}/files/NAME")
+        print(f"  resumable (tus 1.0): {url}{_server_tus.TUS_PATH}")
         print("  press Ctrl+C to stop", flush=True)
         if not _ACCESS_LOG.hasHandlers():
             handler = logging.StreamHandler(sys.stderr)
