@@ -23,6 +23,7 @@ typecheck: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/system-deps.sh curl:curl chromium:chromium chromium-driver:chromedriver nginx-light:nginx
+	$(BIN)/python -c 'from tests.servers.tus import ensure_node_packages as e; e()'
 	$(MAKE) lint typecheck
 	$(BIN)/pytest
 	$(BIN)/python benchmarks/run.py --smoke

@@ -42,6 +42,7 @@ EXPORTED = [
     "save_file",
     "set_default_runtime",
     "upload_file",
+    "upload_resumable",
     "wx",
 ]
 

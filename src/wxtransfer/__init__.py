@@ -71,6 +71,7 @@ __all__ = [
     "save_file",
     "set_default_runtime",
     "upload_file",
+    "upload_resumable",
     "wx",
 ]
 
@@ -115,6 +116,39 @@ def upload_file(
         retry=retry,
         connect_timeout=connect_timeout,
         **options,
+    )
+
+
+def upload_resumable(
+    url: str,
+    file_path: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, str] | None = None,
+    chunk_size: int | None = None,
+    header: Mapping[str, str] | None = None,
+    timeout: int | float | None = None,
+    retry: int | Retry | None = None,
+    stall_timeout: int | float | None = None,
+    success: Callable[[UploadFileResult], object] | None = None,
+    fail: Callable[[TransferError], object] | None = None,
+    complete: Callable[[Any], object] | None = None,
+) -> UploadTask:
+    """Upload ``file_path`` to a tus 1.0 endpoint with the default runtime, resumably: a
+    later call for the same file continues from the server's offset. ``data`` of the
+    result is the upload's URL. Returns an ``UploadTask`` at once; never raises.
+    """
+    return default_runtime().upload_resumable(
+        url,
+        file_path,
+        metadata=metadata,
+        chunk_size=chunk_size,
+        header=header,
+        timeout=timeout,
+        retry=retry,
+        stall_timeout=stall_timeout,
+        success=success,
+        fail=fail,
+        complete=complete,
     )
 
 

@@ -29,13 +29,14 @@ import pycurl
 
 from ._errors import AbortError, Errno, TimeoutError, TransferError
 from ._events import TaskEvents, hold_wakeups, release_wakeups
-from ._flow import Exchange, LazyFlow
+from ._flow import Exchange, FlowRunner, LazyFlow
 from ._options import Api, Request
 from ._output import Writer
 from ._results import DownloadFileResult, UploadFileResult
 from ._retry import Retry
 from ._trace import safe_url
 from ._transport import Transfer, TransportConfig, new_template
+from ._tus import TusFlow
 
 __all__ = ["Engine"]
 
@@ -301,7 +302,11 @@ class Engine:
             return
         handle = self._templates[request.api].duphandle()
         retry = request.retry if request.retry is not None else self._retry
-        flow = LazyFlow(request, self._config.rules, retry, lambda: transfer.deadline)
+        flow: FlowRunner
+        if request.tus is not None:
+            flow = TusFlow(request, retry, lambda: transfer.deadline)
+        else:
+            flow = LazyFlow(request, self._config.rules, retry, lambda: transfer.deadline)
         transfer = Transfer(request, task, self._config, handle, self._writer, flow)
         if transfer.trace:
             logger.debug("%s #%d queued %s", request.api, transfer.number, safe_url(request.url))

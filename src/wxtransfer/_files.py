@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno as errno_codes
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -31,7 +32,15 @@ except ImportError:  # pragma: no cover - not on Windows: no lock, no sweep
 from ._errors import Errno, FileError, InvalidArgumentError
 from ._results import FileInfo, SavedFileInfo
 
-__all__ = ["SavedFileStore", "TempFolder", "default_home", "sweep_abandoned"]
+__all__ = [
+    "SavedFileStore",
+    "TempFolder",
+    "UploadCheckpoints",
+    "default_home",
+    "remove_upload_checkpoint",
+    "save_upload_checkpoint",
+    "sweep_abandoned",
+]
 
 logger = logging.getLogger("wxtransfer")
 
@@ -341,3 +350,57 @@ def get_file_info(file_path: str, digest_algorithm: str = "md5") -> FileInfo:
     except OSError as exc:
         raise _file_error(api, exc, path) from exc
     return FileInfo(st.st_size, digest.hexdigest())
+
+
+# ------------------------------------------------------------------ resumable uploads' URLs
+
+
+class UploadCheckpoints:
+    """Where resumable uploads keep their upload URLs (SPEC §9): ``<home>/resumable/``,
+    one JSON file per endpoint and file path, with the file's size and mtime; they are
+    not saved files (not listed, not counted in the quota)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, endpoint: str, file_path: str) -> str:
+        key = hashlib.sha256(f"{endpoint}\0{file_path}".encode()).hexdigest()[:32]
+        return str(self.root / f"{key}.json")
+
+    @staticmethod
+    def load(
+        checkpoint: str, endpoint: str, file_path: str, size: int, mtime_ns: int
+    ) -> str | None:
+        """The upload URL kept for this very file (same size and mtime), else None."""
+        try:
+            with open(checkpoint, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("version") != 1:
+            return None
+        url = record.get("upload_url")
+        same = (
+            record.get("endpoint"),
+            record.get("path"),
+            record.get("size"),
+            record.get("mtime_ns"),
+        )
+        if same != (endpoint, file_path, size, mtime_ns) or not isinstance(url, str):
+            return None
+        return url
+
+
+def save_upload_checkpoint(checkpoint: str, record: dict[str, object]) -> None:
+    """Write ``record`` whole or not at all (a rename); its folder made if need be."""
+    folder = os.path.dirname(checkpoint)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    staging = f"{checkpoint}.{os.getpid()}.new"
+    with open(staging, "w", encoding="utf-8") as f:
+        json.dump({"version": 1, **record}, f)
+    os.replace(staging, checkpoint)
+
+
+def remove_upload_checkpoint(checkpoint: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(checkpoint)

@@ -20,7 +20,7 @@ import random
 import time
 import urllib.parse
 from collections.abc import Callable, Generator, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ._errors import Errno, InvalidArgumentError, NetworkError, TransferError
 from ._options import Api, Request
@@ -33,8 +33,10 @@ __all__ = [
     "MAX_REDIRECTS",
     "UPLOAD_REDIRECTS",
     "Answer",
+    "Budget",
     "Exchange",
     "Flow",
+    "FlowRunner",
     "LazyFlow",
     "Resume",
     "advance",
@@ -64,7 +66,11 @@ class Exchange(NamedTuple):
     follow (a response with one of them and a ``Location`` is not the final one), and
     for an attempt after the first: the wait before it, the event to report, whether to
     continue a download, and ``judge``, which says of a response status whether it will
-    be tried again (the wait) or is final (None) while its body can still be kept."""
+    be tried again (the wait) or is final (None) while its body can still be kept.
+
+    A resumable upload's exchanges (see _tus.py) also name their ``method`` (else the
+    transfer's own request is made), the ``(offset, length)`` of the file they send, and
+    ``keep``: an upload URL to checkpoint before the request goes out."""
 
     url: str
     headers: list[tuple[str, str]]
@@ -73,13 +79,17 @@ class Exchange(NamedTuple):
     event: RetryEvent | None = None
     resume: Resume | None = None
     judge: Callable[[int, Mapping[str, str]], float | None] | None = None
+    method: str = ""
+    send: tuple[int, int] | None = None
+    keep: str | None = None
 
 
 class Answer(NamedTuple):
     """How an exchange ended: a response (``status``, its ``Location`` when it is one to
     follow, ``retry_wait`` when ``judge`` chose to try it again) or an ``error``; and
     what a download holds: its bytes, the validator and complete length of the response
-    they belong to, and ``restart`` when a range answer did not fit them."""
+    they belong to, and ``restart`` when a range answer did not fit them. A resumable
+    upload's flow reads the response's ``head``."""
 
     status: int = 0
     location: str | None = None
@@ -89,9 +99,43 @@ class Answer(NamedTuple):
     validator: str | None = None
     total: int = 0
     restart: bool = False
+    head: Mapping[str, str] | None = None
 
 
 Flow = Generator[Exchange, Answer, None]
+
+
+class FlowRunner(Protocol):
+    """What the engine runs: the first exchange, then each next one after an answer."""
+
+    first: Exchange
+
+    def send(self, answer: Answer) -> Exchange | None: ...
+
+
+class Budget:
+    """Whether a wait before another attempt fits the transfer's deadline (on ``clock``)
+    and the policy's ``max_time`` since the first attempt began."""
+
+    __slots__ = ("_clock", "_deadline", "_max_time", "_started")
+
+    def __init__(
+        self,
+        policy: Retry | None,
+        deadline: Callable[[], float | None],
+        clock: Callable[[], float],
+    ) -> None:
+        self._clock = clock
+        self._deadline = deadline
+        self._max_time = policy.max_time if policy is not None else None
+        self._started = clock() if self._max_time is not None else 0.0
+
+    def fits(self, wait: float) -> bool:
+        now = self._clock()
+        if self._max_time is not None and now + wait - self._started > self._max_time:
+            return False
+        end = self._deadline()
+        return end is None or now + wait < end
 
 
 def advance(flow: Flow, answer: Answer) -> Exchange | None:
@@ -151,14 +195,7 @@ def transfer_flow(
     if may_continue and request.resume_from is not None:  # a part kept by an earlier call
         resume = Resume(*request.resume_from)
 
-    started = clock() if policy is not None and policy.max_time is not None else 0.0
-
-    def fits(wait: float) -> bool:
-        end = deadline()
-        if policy is not None and policy.max_time is not None:
-            if clock() + wait - started > policy.max_time:
-                return False
-        return end is None or clock() + wait < end
+    fits = Budget(policy, deadline, clock).fits
 
     def judge(status: int, head: Mapping[str, str]) -> float | None:
         assert policy is not None

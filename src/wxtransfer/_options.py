@@ -5,6 +5,7 @@ Every check here runs before anything is sent, so a bad call fails without a req
 
 from __future__ import annotations
 
+import base64
 import decimal
 import math
 import mimetypes
@@ -26,9 +27,11 @@ __all__ = [
     "Api",
     "Request",
     "TimeoutUnitWarning",
+    "TusUpload",
     "UploadPart",
     "js_number",
     "validate_download",
+    "validate_resumable",
     "validate_upload",
 ]
 
@@ -46,6 +49,19 @@ class UploadPart(NamedTuple):
     filename: str
     content_type: str
     size: int  # when it was checked
+
+
+@dataclass(frozen=True, slots=True)
+class TusUpload:
+    """A resumable upload's file, as checked, and where its upload URL is kept."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    metadata: str  # the Upload-Metadata value: "key base64(value)" pairs, comma-separated
+    chunk_size: int  # bytes per PATCH; 0: the rest in one
+    checkpoint: str = ""  # the file that keeps the upload URL
+    known_url: str | None = None  # kept by an earlier call for this very file
 
 
 @dataclass(slots=True)
@@ -66,6 +82,7 @@ class Request:
     # upload: the form fields, then the files, in order
     form_data: list[tuple[str, str]] = field(default_factory=list)
     parts: tuple[UploadPart, ...] = ()
+    tus: TusUpload | None = None  # a resumable upload (tus) instead of a multipart one
     # download
     target_path: str | None = None
     # both
@@ -496,6 +513,79 @@ def _no_folder(folder: str) -> FileError:
     return FileError(
         f"downloadFile:fail download save file error: no such folder {folder}",
         Errno.SAVE_FILE_ERROR,
+    )
+
+
+_TUS_HEADERS = frozenset(
+    {"tus-resumable", "upload-offset", "upload-length", "upload-metadata", "content-type"}
+)
+_METADATA_KEY = re.compile(r"[!-+\--~]+")  # printable ASCII but space and ","
+
+
+def _check_metadata(api: Api, metadata: object, filename: str) -> dict[str, str]:
+    """The upload's metadata, ``filename`` (the file's base name) unless given."""
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise _param_error(api, f"metadata should be a dict, not {type(metadata).__name__}")
+    out = {"filename": filename}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
+            raise _param_error(
+                api, f"metadata key {key!r} should be ASCII without spaces or commas (tus)"
+            )
+        if not isinstance(value, str):
+            raise _param_error(api, f"metadata[{key!r}] should be a str")
+        out[key] = value
+    return out
+
+
+def validate_resumable(
+    url: object,
+    file_path: object,
+    *,
+    metadata: object = None,
+    chunk_size: object = None,
+    header: object = None,
+    timeout: object = None,
+    retry: object = None,
+    stall_timeout: object = None,
+) -> Request:
+    """Check a resumable upload (tus); the request, its ``tus`` without a checkpoint yet."""
+    api: Api = "uploadFile"
+    checked_url = _check_url(api, url)
+    path = os.path.abspath(_check_path(api, "filePath", file_path))
+    headers = _check_headers(api, header)
+    for key, _ in headers:
+        if key.lower() in _TUS_HEADERS:
+            raise _param_error(
+                api, f"header {key!r} is the tus protocol's: upload_resumable sets it"
+            )
+    if chunk_size is None:
+        chunk = 0
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise _param_error(api, f"chunk_size should be a positive int (bytes), not {chunk_size!r}")
+    else:
+        chunk = chunk_size
+    timeout_ms = _check_timeout(api, timeout)
+    size = _check_upload_file(path)
+    try:
+        mtime_ns = os.stat(path).st_mtime_ns
+    except OSError as exc:
+        raise FileError(f"uploadFile:fail file not found {path}", Errno.INVALID_ARGUMENT) from exc
+    meta = _check_metadata(api, metadata, os.path.basename(path) or "file")
+    encoded = ",".join(
+        f"{key} {base64.b64encode(value.encode()).decode('ascii')}".rstrip()
+        for key, value in meta.items()
+    )
+    return Request(
+        api=api,
+        url=checked_url,
+        headers=headers,
+        timeout_ms=timeout_ms,
+        stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
+        retry=_check_retry(api, retry),
+        tus=TusUpload(path, size, mtime_ns, encoded, chunk),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -24,7 +25,14 @@ from . import _files
 from ._dispatch import Dispatcher, LoopDispatcher, ThreadDispatcher
 from ._engine import Engine
 from ._errors import AbortError, Errno, TransferError
-from ._options import Api, Request, check_callbacks, validate_download, validate_upload
+from ._options import (
+    Api,
+    Request,
+    check_callbacks,
+    validate_download,
+    validate_resumable,
+    validate_upload,
+)
 from ._output import load_checkpoint
 from ._results import FileInfo, SavedFileInfo
 from ._retry import Retry, as_retry
@@ -136,6 +144,7 @@ class Runtime:
         self._temp.sweep_parent()  # the first runtime of a process removes what the dead left
         home_path = Path(home) if home is not None else _files.default_home()
         self._store = _files.SavedFileStore(home_path / "saved_files", self._temp)
+        self._checkpoints = _files.UploadCheckpoints(home_path / "resumable")
         if rules is not None:
             self._store.quota_bytes = rules.saved_quota_bytes
         self._dispatcher = ThreadDispatcher()
@@ -203,6 +212,55 @@ class Runtime:
                 max_speed=max_speed,
                 retry=retry,
                 connect_timeout=connect_timeout,
+            )
+        except TransferError as exc:
+            task._report_done(exc)
+            return task
+        self._start(task, request)
+        return task
+
+    def upload_resumable(
+        self,
+        url: str,
+        file_path: str | os.PathLike[str],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        chunk_size: int | None = None,
+        header: Mapping[str, str] | None = None,
+        timeout: int | float | None = None,
+        retry: int | Retry | None = None,
+        stall_timeout: int | float | None = None,
+        success: Callable[[Any], object] | None = None,
+        fail: Callable[[TransferError], object] | None = None,
+        complete: Callable[[Any], object] | None = None,
+    ) -> UploadTask:
+        """Upload ``file_path`` to the tus 1.0 endpoint ``url``, resumably; returns at once.
+
+        The upload URL is kept under ``<home>/resumable/`` until the upload completes, so
+        a call for the same file after a crash, a failure or ``abort()`` continues from the
+        server's offset (a file that changed starts a new upload). ``metadata`` goes in
+        ``Upload-Metadata`` (``filename`` is the file's name unless given); ``chunk_size``
+        bytes per PATCH (None: the rest in one). ``retry`` continues from the server's
+        offset. The result's ``data`` is the upload's URL. Never raises.
+        """
+        task = UploadTask(
+            "uploadFile",
+            self._dispatcher_for_caller(),
+            success=success if callable(success) else None,
+            fail=fail if callable(fail) else None,
+            complete=complete if callable(complete) else None,
+        )
+        try:
+            check_callbacks("uploadFile", success, fail, complete)
+            request = validate_resumable(
+                url,
+                file_path,
+                metadata=metadata,
+                chunk_size=chunk_size,
+                header=header,
+                timeout=timeout,
+                retry=retry,
+                stall_timeout=stall_timeout,
             )
         except TransferError as exc:
             task._report_done(exc)
@@ -282,6 +340,13 @@ class Runtime:
                 return
         if request.resume and request.target_path is not None:  # read here, not on the engine
             request.resume_from = load_checkpoint(request.target_path, request.url)
+        tus = request.tus
+        if tus is not None:  # the upload URL an earlier call kept for this very file
+            checkpoint = self._checkpoints.path_for(request.url, tus.path)
+            known = self._checkpoints.load(
+                checkpoint, request.url, tus.path, tus.size, tus.mtime_ns
+            )
+            request.tus = dataclasses.replace(tus, checkpoint=checkpoint, known_url=known)
         with self._lock:
             if self._closed:
                 engine = None

@@ -29,7 +29,8 @@ from ._errors import (
     TransferError,
 )
 from ._events import TaskEvents
-from ._flow import Answer, Exchange, LazyFlow, Resume
+from ._files import remove_upload_checkpoint, save_upload_checkpoint
+from ._flow import Answer, Exchange, FlowRunner, Resume
 from ._options import Request
 from ._output import KeptPart, Output, Writer, save_error
 from ._results import (
@@ -57,6 +58,9 @@ __all__ = [
 # names, as browsers do (" -> %22, CR/LF -> %0D%0A); CURLMIMEOPT_FORMESCAPE would switch to
 # backslash-escaping, which servers parsing like browsers misread.
 _MIME_OPTIONS = 315
+_SEEK_OK: int = pycurl.SEEKFUNC_OK
+_SEEK_CANT: int = pycurl.SEEKFUNC_CANTSEEK
+_REWIND_REFUSED = 65  # CURLE_SEND_FAIL_REWIND
 _MIME_PERCENT_ESCAPE = 0
 _BUFFER = 1 << 20
 _SMALL_UPLOAD = 64 * 1024  # files up to this size are sent from memory, in one piece
@@ -303,10 +307,12 @@ class Transfer:
         "request",
         "restart",
         "retry_wait",
+        "source",
         "start_wall",
         "status",
         "task",
         "trace",
+        "tus_base",
         "url",
         "validator",
         "waiting",
@@ -322,7 +328,7 @@ class Transfer:
         config: TransportConfig,
         curl: Any,
         writer: Writer,
-        flow: LazyFlow,
+        flow: FlowRunner,
     ) -> None:
         self.request = request
         self.flow = flow  # what the engine sends next: redirects (see _flow.py)
@@ -346,6 +352,8 @@ class Transfer:
         self.start_wall = 0
         self.hop_wall = 0
         self.mime: Any = None
+        self.source: Any = None  # a resumable upload's file, open while a PATCH sends it
+        self.tus_base = 0  # the offset that PATCH sends from
         self.error: TransferError | None = None  # set by callbacks: wins over curl's code
         # the current hop's response
         self.lines: list[bytes] = []
@@ -389,7 +397,7 @@ class Transfer:
         """Set the easy handle up for ``exchange``; the deadline bounds what remains."""
         c = self.curl
         r = self.request
-        if self.exchange is not None and exchange.event is None:
+        if self.exchange is not None and exchange.event is None and not exchange.method:
             self.redirected = True  # a next exchange that is no retry follows a redirect
         self.exchange = exchange
         self.url, exchange_headers, self.follow = exchange.url, exchange.headers, exchange.follow
@@ -428,7 +436,12 @@ class Transfer:
         headers = [f"{k}: {v}" for k, v in exchange_headers]
         if not any(k.lower() == "user-agent" for k, _ in exchange_headers):
             headers.append(f"User-Agent: {self.config.user_agent}")
-        if self.api == "uploadFile":
+        if r.tus is not None:
+            headers.append("Expect:")
+            self.body = []
+            c.setopt(pycurl.WRITEFUNCTION, self.body.append)
+            self._prepare_tus(exchange)
+        elif self.api == "uploadFile":
             headers = [h for h in headers if not h.lower().startswith("content-type:")]
             headers.append("Expect:")
             self.body = []
@@ -493,6 +506,77 @@ class Transfer:
         # A body that fits one read goes out in one step: its one progress event (100 %)
         # is reported at the end, and libcurl is spared a progress call per loop.
         return None
+
+    def _prepare_tus(self, exchange: Exchange) -> None:
+        """Set the method and body of a resumable upload's request (see _tus.py)."""
+        c = self.curl
+        tus = self.request.tus
+        assert tus is not None
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+        if exchange.keep is not None:  # before any byte goes to that upload
+            record: dict[str, object] = {
+                "endpoint": self.request.url,
+                "path": tus.path,
+                "size": tus.size,
+                "mtime_ns": tus.mtime_ns,
+                "upload_url": exchange.keep,
+            }
+            self.writer.submit(lambda: _keep_checkpoint(tus.checkpoint, record))
+        method = exchange.method
+        if method == "HEAD":
+            c.setopt(pycurl.UPLOAD, 0)
+            c.unsetopt(pycurl.CUSTOMREQUEST)
+            c.setopt(pycurl.NOBODY, 1)
+            return
+        c.setopt(pycurl.NOBODY, 0)
+        if method == "POST":
+            c.setopt(pycurl.UPLOAD, 0)
+            c.unsetopt(pycurl.CUSTOMREQUEST)
+            c.setopt(pycurl.POSTFIELDSIZE, 0)
+            c.setopt(pycurl.POSTFIELDS, b"")
+            return
+        assert exchange.send is not None
+        offset, length = exchange.send
+        try:
+            source = open(tus.path, "rb")  # closed when the next exchange begins, or at close
+        except OSError as exc:
+            raise map_curl_error(self.api, 26, exc.strerror or "") from exc
+        source.seek(offset)
+        self.source, self.tus_base = source, offset
+        left = length
+
+        def read(size: int) -> bytes:
+            nonlocal left
+            data = source.read(min(size, left))
+            left -= len(data)
+            return data
+
+        buffer = min(2 * _BUFFER, max(_QUIET_UPLOAD, tus.size // 128))
+
+        def rewind(position: int, origin: int) -> int:
+            """libcurl sends the body again on a new connection when a reused one died
+            before any answer. Fine when it died at once (an idle connection the server
+            had closed); once more than two reads went out, the server holds some of them:
+            refused, so that the flow asks the server's offset instead of resending."""
+            nonlocal left
+            if origin != os.SEEK_SET or not 0 <= position <= length:
+                return _SEEK_CANT
+            if length - left > 2 * buffer:
+                return _SEEK_CANT
+            source.seek(offset + position)
+            left = length - position
+            return _SEEK_OK
+
+        c.setopt(pycurl.UPLOAD, 1)
+        c.setopt(pycurl.CUSTOMREQUEST, "PATCH")
+        c.setopt(pycurl.INFILESIZE_LARGE, length)
+        c.setopt(pycurl.READFUNCTION, read)
+        c.setopt(pycurl.SEEKFUNCTION, rewind)
+        c.setopt(pycurl.UPLOAD_BUFFERSIZE, buffer)
+        c.setopt(pycurl.NOPROGRESS, 0)
+        c.setopt(pycurl.XFERINFOFUNCTION, self.on_upload_progress)
 
     def _read_small_files(self) -> list[bytes] | None:
         """The files' bytes, or None when they have grown past the small-upload size."""
@@ -719,6 +803,9 @@ class Transfer:
                 self._download_event(0, 0)
 
     def on_upload_progress(self, dltotal: int, dlnow: int, ultotal: int, ulnow: int) -> int:
+        tus = self.request.tus
+        if tus is not None:  # out of the file: what the server holds, and what is on its way
+            ulnow, ultotal = self.tus_base + ulnow, tus.size
         if ultotal > 0 and ulnow > self.last_bytes:
             percent = min(100, ulnow * 100 // ultotal)
             if percent > self.last_percent:
@@ -782,12 +869,26 @@ class Transfer:
     def close(self) -> None:
         """Free the easy handle (the file, if any, is ``settle``'s)."""
         self.curl.close()
+        if self.source is not None:
+            self.source.close()
+            self.source = None
 
     def settle(self, outcome: UploadFileResult | DownloadFileResult | TransferError) -> None:
         """Report the outcome once the file is in place, or removed after a failure."""
         output, self.output = self.output, None
         report = self.task._report_done
-        if output is None:
+        tus = self.request.tus
+        if tus is not None and isinstance(outcome, UploadFileResult):
+            if 200 <= outcome.status_code < 300:  # whole on the server: its URL has served
+
+                def done() -> None:
+                    remove_upload_checkpoint(tus.checkpoint)
+                    report(outcome)
+
+                self.writer.submit(done)  # after the job that kept it
+                return
+            report(outcome)
+        elif output is None:
             report(outcome)
         elif isinstance(outcome, TransferError):
             output.discard(lambda: report(outcome))
@@ -821,6 +922,8 @@ class Transfer:
             self.written,
             self.validator,
             self.held_total,
+            False,
+            self.head,
         )
 
     def answer_error(self, error: TransferError) -> Answer:
@@ -837,9 +940,23 @@ class Transfer:
         """Build the success result of the final hop (the file is moved into place here)."""
         profile = self.profile() if self.request.enable_profile else None
         header = self.head
+        tus = self.request.tus
+        if tus is not None and 200 <= self.status < 300:  # data: the upload's URL
+            if self.last_bytes != tus.size:
+                self.task._report_progress(UploadProgress(100, tus.size, tus.size))
+            url = self.url
+            if self.exchange is not None and self.exchange.method == "POST":
+                url = urllib.parse.urljoin(url, header.get("location", ""))
+            return UploadFileResult(
+                data=url,
+                status_code=self.status,
+                header=header,
+                profile=profile,
+                attempts=self.hops,
+            )
         if self.api == "uploadFile":
             ultotal = int(self.curl.getinfo(pycurl.SIZE_UPLOAD_T))
-            if ultotal and self.last_bytes != ultotal:
+            if ultotal and self.last_bytes != ultotal and tus is None:
                 self.task._report_progress(UploadProgress(100, ultotal, ultotal))
             raw = b"".join(self.body)
             if raw.startswith(b"\xef\xbb\xbf"):
@@ -877,6 +994,8 @@ class Transfer:
     def failure(self, code: int, detail: str) -> TransferError:
         if self.error is not None:
             return self.error
+        if code == _REWIND_REFUSED and self.source is not None:  # a PATCH cut (see rewind)
+            code = 56 if detail.startswith("Recv") else 55  # what cut it: receive or send
         answered = False
         if code in ANSWER_ERRORS:  # libcurl resets these for each hop
             info = self.curl.getinfo
@@ -950,3 +1069,11 @@ class Transfer:
             # kbit/s = bytes * 8 / 1000 per second = bytes * 8000 / µs
             "throughputKbps": round(body * 8000 / (total or 1), 3),
         }
+
+
+def _keep_checkpoint(checkpoint: str, record: dict[str, object]) -> None:
+    """On the writer: keep a resumable upload's URL; an upload goes on without it."""
+    try:
+        save_upload_checkpoint(checkpoint, record)
+    except OSError as exc:
+        logger.warning("wxtransfer: cannot keep the upload URL in %s: %s", checkpoint, exc)
