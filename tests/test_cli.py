@@ -476,7 +476,7 @@ def test_download_network_failures_exit_1(server: Any, work: Path) -> None:
         (["download", "{url}/bytes/1", "--timeout", "soon"], "--timeout"),
         (["download", "{url}/bytes/1", "--bogus"], "--bogus"),
         (["download"], "Missing argument"),
-        (["upload", "{url}/upload"], "Missing argument"),
+        (["upload", "{url}/upload"], "nothing to upload: give FILE, or -F NAME=@FILE"),
         (["upload", "{url}/upload", "{file}", "-F", "novalue"], "key=value"),
         (["upload", "{url}/upload", "{file}", "--name", ""], "uploadFile:fail"),
         (["upload", "gopher://h/upload", "{file}"], "invalid URL"),

@@ -132,6 +132,8 @@ def upload_resumable(
     success: Callable[[UploadFileResult], object] | None = None,
     fail: Callable[[TransferError], object] | None = None,
     complete: Callable[[Any], object] | None = None,
+    max_speed: int | None = None,
+    connect_timeout: int | float | None = None,
 ) -> UploadTask:
     """Upload ``file_path`` to a tus 1.0 endpoint with the default runtime, resumably: a
     later call for the same file continues from the server's offset. ``data`` of the
@@ -149,6 +151,8 @@ def upload_resumable(
         success=success,
         fail=fail,
         complete=complete,
+        max_speed=max_speed,
+        connect_timeout=connect_timeout,
     )
 
 

@@ -159,14 +159,41 @@ def _parse_headers(
 
 def _parse_form(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
-) -> dict[str, str]:
-    form: dict[str, str] = {}
+) -> list[tuple[str, str]]:
+    """``KEY=VALUE`` pairs, in order (``-F``'s ``KEY=@PATH`` is told apart later)."""
+    form: list[tuple[str, str]] = []
     for raw in values:
         key, sep, value = raw.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{raw!r} should look like key=value", ctx, param)
-        form[key] = value
+        form.append((key, value))
     return form
+
+
+def _split_form(
+    form: list[tuple[str, str]], literal: list[tuple[str, str]]
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """curl's ``-F``: ``name=@path`` attaches a file, anything else is a text field;
+    ``--form-string`` values are text whatever they start with."""
+    fields: dict[str, str] = {}
+    files: list[tuple[str, str]] = []
+    for key, value in form:
+        if value.startswith("@"):
+            path = value[1:]
+            if not path:
+                raise click.BadParameter(f"{key}=@ names no file", param_hint="'-F'")
+            if ";" in path and not os.path.exists(path):
+                raise click.BadParameter(
+                    f"{key}={value}: curl's ;type= and ;filename= are not supported (the "
+                    "file's name and type are sent as the platform does)",
+                    param_hint="'-F'",
+                )
+            files.append((key, path))
+        else:
+            fields[key] = value
+    for key, value in literal:
+        fields[key] = value
+    return fields, files
 
 
 # --------------------------------------------------------------------------- --resolve
@@ -1113,16 +1140,31 @@ _fail_option = click.option(
 
 @cli.command()
 @click.argument("url")
-@click.argument("file", type=click.Path(path_type=str))
-@click.option("--name", default="file", show_default=True, help="Multipart field name of the file.")
+@click.argument("file", type=click.Path(path_type=str), required=False)
+@click.option("--name", default="file", show_default=True, help="Multipart field name of FILE.")
 @click.option(
     "-F",
     "--form",
     "form",
     multiple=True,
+    metavar="KEY=VALUE|KEY=@FILE",
+    callback=_parse_form,
+    help="A text field, or with @ a file to attach (repeatable; the same name may repeat). "
+    "Fields go first, then the files in order. With --resumable: the upload's metadata.",
+)
+@click.option(
+    "--form-string",
+    "form_string",
+    multiple=True,
     metavar="KEY=VALUE",
     callback=_parse_form,
-    help="Form field sent before the file (repeatable).",
+    help="A text field taken literally, even when it starts with @ (repeatable).",
+)
+@click.option(
+    "--resumable",
+    is_flag=True,
+    help="Upload FILE with tus 1.0 to URL (a tus endpoint); the same command continues an "
+    "upload that was cut, stopped or killed.",
 )
 @_header_option
 @robustness_options
@@ -1132,9 +1174,11 @@ _fail_option = click.option(
 @runtime_options
 def upload(
     url: str,
-    file: str,
+    file: str | None,
     name: str,
-    form: dict[str, str],
+    form: list[tuple[str, str]],
+    form_string: list[tuple[str, str]],
+    resumable: bool,
     header: dict[str, str],
     robust: Robustness,
     as_json: bool,
@@ -1142,17 +1186,30 @@ def upload(
     fail_http: bool,
     settings: RuntimeSettings,
 ) -> None:
-    """Upload FILE to URL as multipart/form-data (like wx.uploadFile).
+    """Upload FILE to URL as multipart/form-data (like wx.uploadFile), with the files of
+    -F NAME=@PATH, all in one request.
 
-    The response body is printed on stdout.
+    The response body is printed on stdout (with --resumable: the upload's URL).
     """
     api = "uploadFile"
+    fields, attached = _split_form(form, form_string)
+    files = ([(name, file)] if file is not None else []) + attached
+    if not files:
+        raise click.UsageError("nothing to upload: give FILE, or -F NAME=@FILE")
+    if resumable and (file is None or attached):
+        raise click.UsageError("--resumable uploads one FILE (-F KEY=VALUE is its metadata)")
     # Interrupt first: its handlers stay until the runtime has closed and removed its files.
     with Interrupt() as interrupt, settings.build() as runtime, _reporter(quiet) as reporter:
-        task = runtime.upload_file(
-            url, file, name, header=header, form_data=form, **robust.kwargs()
-        )
-        label = f"upload {os.path.basename(file)}"
+        if resumable:
+            assert file is not None
+            task = runtime.upload_resumable(
+                url, file, metadata=fields, header=header, **robust.kwargs()
+            )
+        else:
+            task = runtime.upload_file(
+                url, files=files, header=header, form_data=fields, **robust.kwargs()
+            )
+        label = "upload " + ", ".join(os.path.basename(path) for _, path in files)
         tracker = reporter.track(label)
         _show_retries(task, tracker, label, robust)
 
@@ -1164,6 +1221,13 @@ def upload(
             res = wait(task, interrupt)
         except errors.TransferError as exc:
             reporter.close()
+            if resumable and not isinstance(exc, errors.InvalidArgumentError):
+                with contextlib.suppress(OSError):
+                    click.echo(
+                        "the server keeps what it received: run the same command again to "
+                        "continue.",
+                        err=True,
+                    )
             if interrupt.interrupted:
                 exit_interrupted(api, as_json=as_json, code=interrupt.exit_code)
             exit_failure(exc, as_json=as_json)

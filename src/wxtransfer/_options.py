@@ -550,6 +550,8 @@ def validate_resumable(
     timeout: object = None,
     retry: object = None,
     stall_timeout: object = None,
+    max_speed: object = None,
+    connect_timeout: object = None,
 ) -> Request:
     """Check a resumable upload (tus); the request, its ``tus`` without a checkpoint yet."""
     api: Api = "uploadFile"
@@ -585,6 +587,8 @@ def validate_resumable(
         timeout_ms=timeout_ms,
         stall_timeout_ms=_check_stall_timeout(api, stall_timeout),
         retry=_check_retry(api, retry),
+        max_speed=_check_max_speed(api, max_speed),
+        connect_timeout_ms=_check_ms(api, "connect_timeout", connect_timeout),
         tus=TusUpload(path, size, mtime_ns, encoded, chunk),
     )
 

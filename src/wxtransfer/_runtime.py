@@ -233,6 +233,8 @@ class Runtime:
         success: Callable[[Any], object] | None = None,
         fail: Callable[[TransferError], object] | None = None,
         complete: Callable[[Any], object] | None = None,
+        max_speed: int | None = None,
+        connect_timeout: int | float | None = None,
     ) -> UploadTask:
         """Upload ``file_path`` to the tus 1.0 endpoint ``url``, resumably; returns at once.
 
@@ -261,6 +263,8 @@ class Runtime:
                 timeout=timeout,
                 retry=retry,
                 stall_timeout=stall_timeout,
+                max_speed=max_speed,
+                connect_timeout=connect_timeout,
             )
         except TransferError as exc:
             task._report_done(exc)
