@@ -797,14 +797,18 @@ def test_serve_port_in_use_exits_1(tmp_path: Path) -> None:
 def test_demo_round_trip(tmp_path: Path) -> None:
     proc = run("demo", "--size", "2MiB", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    hashes = re.findall(r"sha256 (sent|server|received):\s+([0-9a-f]{64})", proc.stdout)
-    assert [kind for kind, _ in hashes] == ["sent", "server", "received"]
+    hashes = re.findall(r"sha256 (sent|server|received|resumed):\s+([0-9a-f]{64})", proc.stdout)
+    assert [kind for kind, _ in hashes] == ["sent", "server", "received", "resumed"]
     assert len({h for _, h in hashes}) == 1
     assert "OK" in proc.stdout
     assert "2.0 MiB" in proc.stdout
     # no terminal: one plain line per 10 %, both ways
     assert "upload: 100%" in proc.stderr and "download: 100%" in proc.stderr
     assert "download:  50%" in proc.stderr
+    # the resumable leg: paused at about half, continued from where the server stood
+    assert "resumable upload, paused at ~50 %:  50%" in proc.stderr
+    assert "resumable upload, continued: 100%" in proc.stderr
+    assert "resumable upload (paused, continued)" in proc.stdout
     assert listing(tmp_path) == []
 
 

@@ -2,7 +2,8 @@
 
 Starts a :class:`~wxtransfer._server.DevServer` on a free loopback port with a temporary
 root, writes a random sample file, uploads it, downloads it back from the ``url`` the
-server returned, and compares sha256 digests.
+server returned, and compares sha256 digests. Then a resumable upload (tus) of the same
+file: paused at about half, continued by a second call that sends only the rest.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,9 +140,47 @@ def run(size: int) -> None:
             )
             down_res = finish(down, "downloadFile")
             down_time = time.monotonic() - started
+
+            # Resumable: a first call paused (aborted) at about half, then the same call
+            # again, which asks the server where it stands and sends the rest.
+            started = time.monotonic()
+            tus_url = server.url + "/tus/"
+            # slowed (libcurl lets a second of bytes go at once) so that the pause is seen
+            first = runtime.upload_resumable(
+                tus_url, sample, timeout=0, max_speed=max(size // 4, 1)
+            )
+            first_bar = reporter.track("resumable upload, paused at ~50 %", size)
+
+            def pause(p: Any) -> None:
+                first_bar.update(p.total_bytes_sent, p.total_bytes_expected_to_send)
+                if p.progress >= 50:
+                    first.abort()
+
+            first.on_progress_update(pause)
+            try:
+                wait(first, interrupt)
+                paused = False
+            except errors.AbortError:
+                paused = True
+            except errors.TransferError as exc:
+                reporter.close()
+                exit_failure(exc, as_json=False)
+            if interrupt.interrupted:
+                reporter.close()
+                exit_interrupted("uploadFile", as_json=False, code=interrupt.exit_code)
+            second = runtime.upload_resumable(tus_url, sample, timeout=0)
+            second_bar = reporter.track("resumable upload, continued", size)
+            second.on_progress_update(
+                lambda p: second_bar.update(p.total_bytes_sent, p.total_bytes_expected_to_send)
+            )
+            tus_res = finish(second, "uploadFile")
+            tus_time = time.monotonic() - started
         assert down_res.temp_file_path is not None
         received_sha = file_sha256(down_res.temp_file_path)
         received_size = os.path.getsize(down_res.temp_file_path)
+        published = tus_res.header.get("X-Wxtransfer-File", "")
+        name = urllib.parse.unquote(published.rsplit("/", 1)[-1])
+        tus_sha = file_sha256(tmp / "root" / name) if name else "(not published)"
 
     table = Table(title="wxtransfer demo")
     table.add_column("direction")
@@ -162,11 +202,19 @@ def run(size: int) -> None:
         f"{down_time:.2f} s",
         _rate(received_size, down_time),
     )
+    table.add_row(
+        "resumable upload" + (" (paused, continued)" if paused else ""),
+        str(tus_res.status_code),
+        human_size(size),
+        f"{tus_time:.2f} s",
+        "-",
+    )
     out.print(table)
     out.print(f"sha256 sent:     {sent_sha}", soft_wrap=True)
     out.print(f"sha256 server:   {server_sha}", soft_wrap=True)
     out.print(f"sha256 received: {received_sha}", soft_wrap=True)
-    ok = sent_sha == server_sha == received_sha and received_size == size
+    out.print(f"sha256 resumed:  {tus_sha}", soft_wrap=True)
+    ok = sent_sha == server_sha == received_sha == tus_sha and received_size == size
     if ok:
         out.print("[bold green]OK[/]: the bytes that came back are the bytes that went up")
     else:
