@@ -74,9 +74,17 @@ def test_an_upload_arrives_whole_and_its_checkpoint_is_gone(
     data = os.urandom(3_000_000)
     (tmp_path / "clip.mp4").write_bytes(data)
     sent: list[int] = []
-    task = rt.upload_resumable(tus.url, tmp_path / "clip.mp4", metadata={"owner": "张三"})
+    called: list[Any] = []
+    task = rt.upload_resumable(
+        tus.url,
+        tmp_path / "clip.mp4",
+        metadata={"owner": "张三"},
+        success=lambda r: called.append(("success", r)),
+        complete=lambda r: called.append(("complete", r)),
+    )
     task.on_progress_update(lambda p: sent.append(p.total_bytes_sent))
     res = task.result(30)
+    assert called == [("success", res), ("complete", res)]
     assert res.status_code == 204 and res.err_msg == "uploadFile:ok"
     assert res.data.startswith(tus.url) and res.attempts == 2  # POST, PATCH
     assert _stored(tus, res.data) == data
@@ -110,6 +118,8 @@ def test_abort_then_the_same_call_sends_only_the_rest(
         with pytest.raises(wxtransfer.AbortError):
             task.result(30)
     assert len(_checkpoints(home)) == 1  # abort is a pause
+    with wxtransfer.Runtime(home=home) as rt:  # a checkpoint is no saved file
+        assert rt.get_saved_file_list() == []
     _settled(tus, proxy)
     [upload] = [u for u in tus.uploads() if u.length == len(data) and u.offset < len(data)]
     held = upload.offset
