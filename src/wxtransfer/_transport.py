@@ -66,7 +66,8 @@ _BUFFER = 1 << 20
 _SMALL_UPLOAD = 64 * 1024  # files up to this size are sent from memory, in one piece
 _QUIET_UPLOAD = 16 * 1024  # bodies up to this size go out in one read, with no progress calls
 _UNKNOWN_TOTAL_INTERVAL = 0.1  # seconds between progress events while the total is unknown
-_PROTOCOLS = {1: "http1.0", 2: "http1.1", 3: "h2", 30: "h3"}
+# libcurl's CURL_HTTP_VERSION_* -> the platform's profile.protocol (HTTP/1.0: "unknown")
+_PROTOCOLS = {2: "http1.1", 3: "h2", 30: "quic"}
 _NO_HEADERS = Headers()  # immutable: every hop starts with this one
 
 # libcurl result code -> (error class, errno, reason). The one place libcurl's errors are
@@ -415,10 +416,13 @@ class Transfer:
         c.setopt(pycurl.HEADERFUNCTION, self.on_header)
         if self.trace:
             c.setopt(pycurl.PREREQFUNCTION, self._trace_connected)
-        if r.enable_quic:
-            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_3)
-        elif r.enable_http2:
-            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
+        if r.enable_quic or r.enable_http2:
+            # HTTP/3 falls back to HTTP/2 or 1.1 (libcurl's _3, not _3ONLY); HTTP/2 is
+            # offered by ALPN over TLS. PIPEWAIT: a transfer to an origin another one is
+            # connecting to waits for that connection, to multiplex on it.
+            version = pycurl.CURL_HTTP_VERSION_3 if r.enable_quic else pycurl.CURL_HTTP_VERSION_2TLS
+            c.setopt(pycurl.HTTP_VERSION, version)
+            c.setopt(pycurl.PIPEWAIT, 1)
         connect = r.connect_timeout_ms
         if self.deadline is not None:
             remaining = max(1, int((self.deadline - time.monotonic()) * 1000))
