@@ -33,6 +33,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	bash scripts/system-deps.sh nginx-light:nginx curl:curl aria2:aria2c
+	$(BIN)/python -c 'from tests.servers.tus import ensure_node_packages as e; e()'
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -3,12 +3,16 @@
 Starts a private nginx on 127.0.0.1, makes the test files, runs every scenario for every tool
 as a separate measured subprocess, interleaved over several rounds, and writes the medians to
 ``docs/benchmarks.md`` plus a chart ``docs/benchmarks.png``. D2 (a download through a server
-that cuts every connection) runs wxtransfer, curl and aria2c against ``cutserver.py``.
+that cuts every connection) runs wxtransfer, curl and aria2c against ``cutserver.py``; U2 (a
+resumable tus upload through a proxy that cuts every connection) runs wxtransfer and tuspy
+against the tus reference server ``@tus/server`` (``tests/servers/tus.py``) behind
+``tests/servers/cutproxy.py``, both started anew for each run in this process.
 
     python benchmarks/run.py                 # full run (5 rounds, 1024 MiB for D1/U1)
     python benchmarks/run.py --smoke         # tiny sizes, one round, writes under .work/
     python benchmarks/run.py --only D1,U1 --tools curl,pycurl --rounds 3
     python benchmarks/run.py --only D2 --rounds 3 --out /tmp/d2/benchmarks.md
+    python benchmarks/run.py --only U2 --rounds 3 --out /tmp/u2/benchmarks.md
 
 Exit status: 0 when every run of every available tool succeeded (unavailable tools are
 reported as skipped), 1 when a run failed, 2 when the harness itself could not run.
@@ -34,13 +38,27 @@ from pathlib import Path
 
 from clients import aria2 as aria2_client
 from clients import curl as curl_client
-from clients._common import D2_RETRIES, Args, Failure, check, check_file, small_name
+from clients._common import (
+    D2_RETRIES,
+    U2_RETRIES,
+    Args,
+    Failure,
+    check,
+    check_file,
+    small_name,
+)
 from cutserver import CutServer
 from measure import Measurement, rss_method, run_measured
 from server import Nginx
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+if str(REPO) not in sys.path:  # U2's tus server and cutting proxy are the tests' own
+    sys.path.append(str(REPO))
+import tests.servers.cutproxy  # noqa: E402
+from tests.servers.cutproxy import CutProxy  # noqa: E402
+from tests.servers.tus import TUS_DIR, TusServer, ensure_node_packages  # noqa: E402
+
 WORK = BENCH_DIR / ".work"
 DOC = REPO / "docs" / "benchmarks.md"
 SMOKE_DOC = WORK / "benchmarks-smoke.md"
@@ -48,7 +66,8 @@ SMOKE_DOC = WORK / "benchmarks-smoke.md"
 ALL_TOOLS = ("curl", "pycurl", "requests", "httpx", "aiohttp", "wxtransfer")
 PEERS = ("pycurl", "requests", "httpx", "aiohttp")
 D2_TOOLS = ("curl", "aria2", "wxtransfer")
-KNOWN_TOOLS = ("curl", "aria2", "pycurl", "requests", "httpx", "aiohttp", "wxtransfer")
+U2_TOOLS = ("tuspy", "wxtransfer")
+KNOWN_TOOLS = ("curl", "aria2", "pycurl", "requests", "httpx", "aiohttp", "tuspy", "wxtransfer")
 SMALL_SIZE = 10 * 1024
 CONCURRENCY = 10
 MiB = 1 << 20
@@ -59,7 +78,7 @@ class Scenario:
     """One benchmark scenario; P1 variants are D1/U1 with a progress listener."""
 
     name: str
-    base: str  # D1, U1, S1, S2 or D2: what the client is asked to do
+    base: str  # D1, U1, S1, S2, D2 or U2: what the client is asked to do
     progress: bool
     title: str
     tools: tuple[str, ...] = ALL_TOOLS  # the tools that take part
@@ -92,6 +111,14 @@ SCENARIOS = {
             f"after {{d2_cut}} MiB of body, {D2_RETRIES} retries",
             D2_TOOLS,
         ),
+        Scenario(
+            "U2",
+            "U2",
+            False,
+            "resumable (tus) upload of one {u2_size} MiB file through a proxy that cuts every "
+            f"connection after {{u2_cut}} MiB sent, {U2_RETRIES} retries",
+            U2_TOOLS,
+        ),
     )
 }
 
@@ -110,6 +137,8 @@ class Config:
     command: str
     d2_size_mib: int = 256
     d2_cut_mib: int = 64
+    u2_size_mib: int = 256
+    u2_cut_mib: int = 64
 
     @property
     def png(self) -> Path:
@@ -146,9 +175,10 @@ class RunResult:
     peak_rss_polled: int = 0
     nbytes: int = 0
     progress_calls: int | None = None
-    server_bytes: int = 0  # D2: body bytes the cut server sent, all connections
+    server_bytes: int = 0  # D2: body bytes the cut server sent; U2: bytes the server received
     requests: int = 0  # D2: responses the cut server gave
-    cuts: int = 0  # D2: of them, cut short
+    cuts: int = 0  # D2: of them, cut short; U2: connections the proxy cut
+    connections: int = 0  # U2: connections the client opened (through the proxy)
 
 
 @dataclass
@@ -162,6 +192,9 @@ class Data:
     outdir: Path = field(default_factory=lambda: WORK / "out")
     d2: Path | None = None  # D2's file, when D2 runs
     d2_sha256: str = ""
+    u2: Path | None = None  # U2's file, when U2 runs
+    u2_sha256: str = ""
+    u2_cut: int = 0  # U2: the proxy cuts each connection after this many bytes sent
 
     @property
     def big_size(self) -> int:
@@ -181,12 +214,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--count", type=int, default=None, help="S1/S2 transfers (default 1000)")
     p.add_argument("--d2-size-mib", type=int, default=None, help="D2 file size (default 256)")
     p.add_argument("--d2-cut-mib", type=int, default=None, help="D2 cut (default 64)")
-    p.add_argument("--only", default="", help="scenarios, e.g. D1,U1,S1,S2,P1,D2 (P1 = P1D,P1U)")
+    p.add_argument("--u2-size-mib", type=int, default=None, help="U2 file size (default 256)")
+    p.add_argument("--u2-cut-mib", type=int, default=None, help="U2 cut (default 64)")
+    p.add_argument("--only", default="", help="scenarios, e.g. D1,U1,S1,S2,P1,D2,U2 (P1 = P1D,P1U)")
     p.add_argument("--tools", default="", help=f"tools among {','.join(KNOWN_TOOLS)}")
     p.add_argument("--out", type=Path, default=None, help="markdown output (PNG next to it)")
     ns = p.parse_args(argv)
     names: list[str] = []
-    for raw in (ns.only or "D1,U1,S1,S2,P1,D2").split(","):
+    for raw in (ns.only or "D1,U1,S1,S2,P1,D2,U2").split(","):
         name = raw.strip().upper()
         expand = ["D1", "U1", "P1D", "P1U"] if name == "P1" else [name]
         for n in expand:
@@ -217,6 +252,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         command=f"python benchmarks/run.py {argv_s}".strip(),
         d2_size_mib=ns.d2_size_mib or (4 if ns.smoke else 256),
         d2_cut_mib=ns.d2_cut_mib or (1 if ns.smoke else 64),
+        u2_size_mib=ns.u2_size_mib or (4 if ns.smoke else 256),
+        u2_cut_mib=ns.u2_cut_mib or (1 if ns.smoke else 64),
     )
 
 
@@ -242,9 +279,12 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def make_data(size_mib: int, count: int, *, big: bool = True, d2_mib: int = 0) -> Data:
+def make_data(
+    size_mib: int, count: int, *, big: bool = True, d2_mib: int = 0, u2_mib: int = 0
+) -> Data:
     """Create (once, then reuse) the large random file (unless not ``big``: no D1/U1 to
-    run), the small files and, with ``d2_mib``, D2's file (hashed for the checks)."""
+    run), the small files and, with ``d2_mib`` / ``u2_mib``, D2's / U2's file (hashed for
+    the checks)."""
     www = WORK / "www"
     small = www / "small"
     small.mkdir(parents=True, exist_ok=True)
@@ -260,6 +300,10 @@ def make_data(size_mib: int, count: int, *, big: bool = True, d2_mib: int = 0) -
         data.d2 = www / f"d2-{d2_mib}MiB.bin"
         make_random(data.d2, d2_mib)
         data.d2_sha256 = sha256_of(data.d2)
+    if u2_mib:
+        data.u2 = www / f"u2-{u2_mib}MiB.bin"
+        make_random(data.u2, u2_mib)
+        data.u2_sha256 = sha256_of(data.u2)
     return data
 
 
@@ -301,9 +345,19 @@ def probe(tool: str) -> Tool:
 
 
 def client_args(
-    scen: Scenario, ng: Nginx, data: Data, run_dir: Path, cs: CutServer | None = None
+    scen: Scenario,
+    ng: Nginx,
+    data: Data,
+    run_dir: Path,
+    cs: CutServer | None = None,
+    proxy: CutProxy | None = None,
 ) -> Args:
-    """What the client is asked to do for a scenario (S1 writes into ``run_dir``)."""
+    """What the client is asked to do for a scenario (S1 writes into ``run_dir``; U2 goes
+    through ``proxy``). U2's chunk, for a client that takes one: half the cut."""
+    if scen.base == "U2":
+        assert proxy is not None and data.u2 is not None
+        size = data.u2.stat().st_size
+        return Args("U2", proxy.url_for("/files/"), data.u2, 1, size, False, 1, data.u2_cut // 2)
     if scen.base == "D2":
         assert cs is not None and data.d2 is not None
         size = data.d2.stat().st_size
@@ -335,13 +389,15 @@ def client_argv(tool: str, a: Args) -> list[str]:
         return aria2_client.build(a)
     argv = [sys.executable, "-m", f"clients.{tool}", a.scenario, a.url, str(a.target)]
     argv += ["--count", str(a.count), "--size", str(a.size), "--concurrency", str(a.concurrency)]
+    if a.chunk:
+        argv += ["--chunk", str(a.chunk)]
     return [*argv, "--progress"] if a.progress else argv
 
 
 def timeout_for(a: Args, data: Data) -> float:
     """Generous but bounded time limit for one run (about 1.7 MiB/s or 10 transfers/s)."""
-    if a.scenario in ("D1", "U1", "D2"):
-        return 60 + 0.6 * (a.size if a.scenario == "D2" else data.big_size) / MiB
+    if a.scenario in ("D1", "U1", "D2", "U2"):
+        return 60 + 0.6 * (a.size if a.scenario in ("D2", "U2") else data.big_size) / MiB
     return 60 + 0.1 * a.count
 
 
@@ -386,6 +442,45 @@ def cut_server_check(cs: CutServer, a: Args, res: RunResult) -> None:
     check(res.server_bytes >= a.size, f"the cut server sent {res.server_bytes} < {a.size} bytes")
 
 
+U2_PROXY_POLL = 0.005  # s; cutproxy's own is 0.05
+
+
+def start_u2(run_dir: Path, data: Data) -> tuple[TusServer, CutProxy]:
+    """U2: a fresh tus server (its store in ``run_dir``) and a proxy in front of it that
+    cuts every connection after ``data.u2_cut`` bytes from the client.
+
+    The proxy's threads look every ``_POLL`` s whether a connection is to end, so a cut
+    reaches the client up to ``_POLL`` after its last byte went through: with the proxy's
+    50 ms that is up to 0.2 s of a run with 4 cuts, spent waiting on the proxy and charged
+    to the client that was cut. Here it looks every 5 ms.
+    """
+    tests.servers.cutproxy._POLL = U2_PROXY_POLL
+    tus = TusServer(run_dir / "tus").start()
+    try:
+        proxy = CutProxy("127.0.0.1", tus.port, cut_after=data.u2_cut, cuts=-1).start()
+    except BaseException:
+        tus.stop()
+        raise
+    return tus, proxy
+
+
+def u2_check(tus: TusServer, proxy: CutProxy, a: Args, data: Data, res: RunResult) -> None:
+    """U2: read the proxy's counts into ``res`` (bytes it forwarded to the server, request
+    heads included; connections; cuts) and check the server's one stored file byte for byte
+    against the source."""
+    res.server_bytes = proxy.sent_up
+    res.connections = len(proxy.connections)
+    res.cuts = sum(proxy.cut)
+    check(not proxy.errors, f"cut proxy errors: {proxy.errors[:3]}")
+    uploads = tus.uploads()
+    check(len(uploads) == 1, f"the tus store holds {len(uploads)} uploads, expected 1")
+    up = uploads[0]
+    check(up.length == a.size and up.offset == a.size, f"tus store: {up}, file {a.size} bytes")
+    got = sha256_of(tus.store / up.id)
+    check(got == data.u2_sha256, f"tus store: {up.id} has sha256 {got}, not the source's")
+    check(res.server_bytes >= a.size, f"the server received {res.server_bytes} < {a.size} bytes")
+
+
 def local_check(a: Args, data: Data) -> None:
     """Check downloaded files independently of the client."""
     if a.scenario == "D1":
@@ -402,58 +497,81 @@ def local_check(a: Args, data: Data) -> None:
 def run_one(
     rnd: int, scen: Scenario, tool: str, ng: Nginx, data: Data, cs: CutServer | None = None
 ) -> RunResult:
-    """Run and check one (scenario, tool) pair (D2 needs the cut server ``cs``)."""
+    """Run and check one (scenario, tool) pair (D2 needs the cut server ``cs``; U2 starts
+    its own tus server and cutting proxy, and stops them after the run)."""
     # A fresh folder per run, deleted only when main() ends (D1's at once): on ext4 mounted
     # with `discard`, as here, creating files in the ~25 s after deleting many costs some
     # 600 µs of kernel CPU each instead of 30, and S1 would measure that.
     run_dir = data.outdir / f"{scen.name}-{rnd}-{tool}"
     run_dir.mkdir(parents=True)
-    os.sync()  # start every run with no writeback pending
-    a = client_args(scen, ng, data, run_dir, cs)
-    ng.new_log_records()  # forget anything logged before this run
-    if cs is not None:
-        cs.new_records()
-    m: Measurement = run_measured(client_argv(tool, a), cwd=BENCH_DIR, timeout=timeout_for(a, data))
-    res = RunResult(
-        rnd,
-        scen.name,
-        tool,
-        ok=False,
-        proc_wall=m.wall,
-        proc_cpu=m.cpu,
-        peak_rss=m.peak_rss,
-        peak_rss_polled=m.peak_rss_polled,
-    )
-    try:
-        if m.timed_out:
-            raise Failure(f"timed out after {m.wall:.0f} s")
-        if m.returncode != 0:
-            said = m.stderr.strip() or m.stdout.strip()  # aria2c reports on stdout
-            tail = " | ".join([ln for ln in said.splitlines() if ln.strip()][-3:])
-            raise Failure(f"exit {m.returncode}: {tail}")
-        if tool == "curl":
-            res.nbytes = curl_client.verify(a, m.stdout)
-            res.wall, res.cpu = m.wall, m.cpu
-        elif tool == "aria2":
-            res.nbytes = aria2_client.verify(a)
-            res.wall, res.cpu = m.wall, m.cpu
-        else:
-            out = json.loads(m.stdout.strip().splitlines()[-1])
-            res.wall, res.cpu, res.nbytes = out["wall"], out["cpu"], out["bytes"]
-            res.progress_calls = out.get("progress_calls")
-        local_check(a, data)
-        if a.scenario == "D2":
-            assert cs is not None
-            cut_server_check(cs, a, res)
-        else:
-            server_check(ng, a, data)
-        res.ok = True
-    except (Failure, OSError, ValueError, KeyError, IndexError) as e:
-        res.error = str(e)
-    finally:
-        if scen.big or scen.base == "D2":  # drop the large file's dirty pages early
+    tus: TusServer | None = None
+    proxy: CutProxy | None = None
+    env: dict[str, str] | None = None
+    if scen.base == "U2":
+        try:
+            tus, proxy = start_u2(run_dir, data)
+        except (OSError, RuntimeError) as e:  # TimeoutError is an OSError
             shutil.rmtree(run_dir, ignore_errors=True)
-    return res
+            return RunResult(rnd, scen.name, tool, ok=False, error=f"tus server: {e}")
+        # wxtransfer keeps upload URLs under its home: a fresh one, so no run continues
+        # another's upload
+        env = {**os.environ, "WXTRANSFER_HOME": str(run_dir / "home")}
+    try:
+        os.sync()  # start every run with no writeback pending
+        a = client_args(scen, ng, data, run_dir, cs, proxy)
+        ng.new_log_records()  # forget anything logged before this run
+        if cs is not None:
+            cs.new_records()
+        m: Measurement = run_measured(
+            client_argv(tool, a), cwd=BENCH_DIR, timeout=timeout_for(a, data), env=env
+        )
+        res = RunResult(
+            rnd,
+            scen.name,
+            tool,
+            ok=False,
+            proc_wall=m.wall,
+            proc_cpu=m.cpu,
+            peak_rss=m.peak_rss,
+            peak_rss_polled=m.peak_rss_polled,
+        )
+        try:
+            if m.timed_out:
+                raise Failure(f"timed out after {m.wall:.0f} s")
+            if m.returncode != 0:
+                said = m.stderr.strip() or m.stdout.strip()  # aria2c reports on stdout
+                tail = " | ".join([ln for ln in said.splitlines() if ln.strip()][-3:])
+                raise Failure(f"exit {m.returncode}: {tail}")
+            if tool == "curl":
+                res.nbytes = curl_client.verify(a, m.stdout)
+                res.wall, res.cpu = m.wall, m.cpu
+            elif tool == "aria2":
+                res.nbytes = aria2_client.verify(a)
+                res.wall, res.cpu = m.wall, m.cpu
+            else:
+                out = json.loads(m.stdout.strip().splitlines()[-1])
+                res.wall, res.cpu, res.nbytes = out["wall"], out["cpu"], out["bytes"]
+                res.progress_calls = out.get("progress_calls")
+            local_check(a, data)
+            if a.scenario == "D2":
+                assert cs is not None
+                cut_server_check(cs, a, res)
+            elif a.scenario == "U2":
+                assert tus is not None and proxy is not None
+                u2_check(tus, proxy, a, data, res)
+            else:
+                server_check(ng, a, data)
+            res.ok = True
+        except (Failure, OSError, ValueError, KeyError, IndexError) as e:
+            res.error = str(e)
+        return res
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        if tus is not None:
+            tus.stop()
+        if scen.big or scen.base in ("D2", "U2"):  # drop the large file's dirty pages early
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def describe(res: RunResult, scen: Scenario, cfg: Config) -> str:
@@ -468,6 +586,12 @@ def describe(res: RunResult, scen: Scenario, cfg: Config) -> str:
     if scen.base == "D2":
         ratio = res.server_bytes / (cfg.d2_size_mib * MiB)
         line += f"  server sent {ratio:.3f}× the file in {res.requests} responses"
+    if scen.base == "U2":
+        ratio = res.server_bytes / (cfg.u2_size_mib * MiB)
+        line += (
+            f"  server received {ratio:.4f}× the file on {res.connections} connections,"
+            f" {res.cuts} cut"
+        )
     return line
 
 
@@ -475,6 +599,8 @@ def work(scen: Scenario, cfg: Config) -> int:
     """What one run moves: MiB for the one-file scenarios, transfers for S1/S2."""
     if scen.base == "D2":
         return cfg.d2_size_mib
+    if scen.base == "U2":
+        return cfg.u2_size_mib
     return cfg.size_mib if scen.big else cfg.count
 
 
@@ -527,8 +653,10 @@ class Summary:
     proc_cpu: float
     peak_rss: float
     progress_calls: float | None
-    server_bytes: float = float("nan")  # D2
+    server_bytes: float = float("nan")  # D2 (sent), U2 (received)
     requests: float = float("nan")  # D2
+    connections: float = float("nan")  # U2
+    cuts: float = float("nan")  # D2, U2
 
 
 def summarize(results: Iterable[RunResult]) -> dict[tuple[str, str], Summary]:
@@ -540,7 +668,8 @@ def summarize(results: Iterable[RunResult]) -> dict[tuple[str, str], Summary]:
     for key, rs in groups.items():
         ok = [r for r in rs if r.ok]
         if not ok:
-            out[key] = Summary(0, len(rs), *([float("nan")] * 7), None)
+            nan = float("nan")
+            out[key] = Summary(0, len(rs), nan, nan, nan, nan, nan, nan, nan, None)
             continue
         calls = [r.progress_calls for r in ok if r.progress_calls is not None]
         walls = [r.wall for r in ok]
@@ -557,6 +686,8 @@ def summarize(results: Iterable[RunResult]) -> dict[tuple[str, str], Summary]:
             progress_calls=statistics.median(calls) if calls else None,
             server_bytes=statistics.median(r.server_bytes for r in ok),
             requests=statistics.median(r.requests for r in ok),
+            connections=statistics.median(r.connections for r in ok),
+            cuts=statistics.median(r.cuts for r in ok),
         )
     return out
 
@@ -564,7 +695,12 @@ def summarize(results: Iterable[RunResult]) -> dict[tuple[str, str], Summary]:
 def title(scen: Scenario, cfg: Config) -> str:
     """The scenario's title with this run's sizes."""
     return scen.title.format(
-        size=cfg.size_mib, count=cfg.count, d2_size=cfg.d2_size_mib, d2_cut=cfg.d2_cut_mib
+        size=cfg.size_mib,
+        count=cfg.count,
+        d2_size=cfg.d2_size_mib,
+        d2_cut=cfg.d2_cut_mib,
+        u2_size=cfg.u2_size_mib,
+        u2_cut=cfg.u2_cut_mib,
     )
 
 
@@ -647,6 +783,124 @@ def d2_targets(cfg: Config, summ: dict[tuple[str, str], Summary]) -> list[str]:
     else:
         out.append("- wxtransfer's wall time ≤ 1.0× curl's: no successful curl run to compare.")
     return out
+
+
+def u2_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) -> str:
+    """Markdown table for U2: wall time and the bytes the tus server received."""
+    rows = [(t, summ[(scen.name, t)]) for t in cfg.tools if (scen.name, t) in summ]
+    tuspy = summ.get((scen.name, "tuspy"))
+    tuspy_wall = tuspy.wall if tuspy is not None and tuspy.runs else None
+    size = cfg.u2_size_mib * MiB
+    lines = [
+        "| tool | wall s | MiB/s | server received MiB | received × file | connections | cut "
+        "| wall × tuspy | CPU s (transfer) | CPU s (process) | peak RSS MiB | runs |",
+        "|" + "---|" * 12,
+    ]
+    for t, s in rows:
+        if not s.runs:
+            lines.append(f"| {t} | failed | | | | | | | | | | 0/{s.failed} |")
+            continue
+        lines.append(
+            f"| {t} | {s.wall:.3f} | {throughput(scen, s, cfg):.1f} | {s.server_bytes / MiB:.2f} "
+            f"| {s.server_bytes / size:.4f} | {s.connections:.0f} | {s.cuts:.0f} "
+            f"| {_f(s.wall / tuspy_wall if tuspy_wall else None)} | {s.cpu:.3f} "
+            f"| {s.proc_cpu:.3f} | {s.peak_rss:.1f} | {s.runs}/{s.runs + s.failed} |"
+        )
+    return "\n".join(lines)
+
+
+def u2_targets(cfg: Config, summ: dict[tuple[str, str], Summary]) -> list[str]:
+    """The U2 targets (shown, not asserted) and whether this run meets them."""
+    wx, tuspy = summ.get(("U2", "wxtransfer")), summ.get(("U2", "tuspy"))
+    if wx is None or not wx.runs:
+        return ["Targets: no successful wxtransfer run to judge."]
+    ratio = wx.server_bytes / (cfg.u2_size_mib * MiB)
+    out = [
+        f"- the bytes the server received from wxtransfer ≤ 1.05× the file: **{ratio:.4f}×**, "
+        f"{'met' if ratio <= 1.05 else 'missed'}."
+    ]
+    if tuspy is not None and tuspy.runs:
+        w = wx.wall / tuspy.wall
+        out.append(
+            f"- wxtransfer's wall time ≤ 1.0× tuspy's: **{w:.2f}×** "
+            f"({wx.wall:.3f} s against {tuspy.wall:.3f} s), {'met' if w <= 1.0 else 'missed'}."
+        )
+    else:
+        out.append("- wxtransfer's wall time ≤ 1.0× tuspy's: no successful tuspy run to compare.")
+    return out
+
+
+def u2_section(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) -> list[str]:
+    """U2's text, table and targets."""
+    cut = cfg.u2_cut_mib
+    chunk = cfg.u2_cut_mib * MiB // 2
+    chunk_s = f"{chunk // MiB} MiB" if chunk % MiB == 0 else f"{chunk // 1024} KiB"
+    return [
+        "Each run starts a fresh tus 1.0 reference server (`@tus/server` with "
+        "`@tus/file-store`, `tests/servers/tus.py`; node, its own process, an empty store) "
+        "and in front of it `tests/servers/cutproxy.py` (threads in the harness process), "
+        f"which cuts every connection once {cut} MiB went from the client to the server on "
+        "it: the bytes up to there reach the server, then the client gets an RST and the "
+        "server a FIN; the server keeps what it received (its offset grows by it). The "
+        f"proxy looks every {U2_PROXY_POLL * 1000:.0f} ms whether a connection is to end (its "
+        "own default, 50 ms, would add that wait to every cut), so a cut reaches the client "
+        "within that of its last byte. Starting them is not timed. The client is given the "
+        "proxy's creation endpoint, "
+        f"{U2_RETRIES} retries with no wait, and must continue from the server's offset. "
+        "**server received** is what the proxy forwarded to the server over all "
+        "connections, request heads included (a few hundred bytes per request); bytes a "
+        "client sent past a cut are dropped by the proxy and count nowhere. **received × "
+        "file** is that over the file size; **connections** the TCP connections the client "
+        "opened, **cut** those the proxy cut. **wall × tuspy** divides by tuspy's wall: "
+        "below 1 is better. After every run the store must hold exactly one upload whose "
+        "offset and length are the file's size and whose bytes have the source's SHA-256, "
+        "or the run fails.",
+        "",
+        u2_table(scen, cfg, summ),
+        "",
+        "Targets (shown, not asserted):",
+        "",
+        *u2_targets(cfg, summ),
+        "",
+        "Commands:",
+        "",
+        "- **wxtransfer**: `wxtransfer.upload_resumable(URL, FILE, "
+        f"retry=wxtransfer.Retry(total={U2_RETRIES}, backoff=0.0), timeout=0)`, no chunk "
+        "size: one PATCH for the rest of the file; after a cut, a HEAD for the server's "
+        "offset and a PATCH from there. `WXTRANSFER_HOME` is a fresh folder per run (where "
+        "it keeps the upload URL), so no run continues another's upload.",
+        f"- **tuspy**: `TusClient(URL).uploader(FILE, chunk_size={chunk_s}, "
+        f"retries={U2_RETRIES}, retry_delay=0, metadata={{'filename': NAME}}).upload()`; "
+        "after a failed PATCH it asks the offset (HEAD) and PATCHes again from there. Each "
+        "request is a `requests.patch` on a new connection and each chunk is read into "
+        "memory whole, so with chunks of half the cut no connection of tuspy's is ever "
+        "cut: it never has to resume here. That is its best setting: in trials before "
+        "settling on it, the whole file in one PATCH (through every cut) was some 20 % "
+        "slower and chunks of 16 to 60 MiB were all within noise of each other. The "
+        "metadata is needed: without it tuspy sends an empty `Upload-Metadata`, which "
+        "`@tus/server` refuses with 400.",
+        "",
+    ]
+
+
+def tus_fact() -> str:
+    """The tus server's packages and node's version, for the machine table."""
+    names = []
+    for pkg in ("server", "file-store"):
+        try:
+            meta = json.loads(
+                (TUS_DIR / "node_modules" / "@tus" / pkg / "package.json").read_text()
+            )
+            names.append(f"@tus/{pkg} {meta['version']}")
+        except (OSError, ValueError, KeyError):
+            names.append(f"@tus/{pkg} ?")
+    try:
+        node = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        node = "?"
+    return f"{' + '.join(names)} on node {node}, behind `tests/servers/cutproxy.py`"
 
 
 CUT_SERVER_FACT = (
@@ -859,7 +1113,8 @@ def write_doc(
         f"    {cfg.command}",
         "",
         f"Medians of {cfg.rounds} round(s); all traffic is HTTP/1.1 over 127.0.0.1 to a local "
-        "nginx (D2: to `benchmarks/cutserver.py`) on the same machine, so server and client "
+        "nginx (D2: to `benchmarks/cutserver.py`; U2: to `@tus/server` through a cutting proxy) "
+        "on the same machine, so server and client "
         "share the CPU. **Wall** is the transfer phase as the client timed it (interpreter "
         "start-up and imports excluded; for the curl and aria2c CLIs, the whole process). "
         "**CPU (transfer)** is user+sys of that phase, "
@@ -885,6 +1140,9 @@ def write_doc(
         if scen.base == "D2":
             out += d2_section(scen, cfg, summ, d2_speed)
             continue
+        if scen.base == "U2":
+            out += u2_section(scen, cfg, summ)
+            continue
         out += [scenario_table(scen, cfg, summ), ""]
     if any(s.progress for s in cfg.scenarios):
         out += [
@@ -901,6 +1159,8 @@ def write_doc(
     facts = machine(ng)
     if any(s.base == "D2" for s in cfg.scenarios):
         facts.append(("cut server (D2)", CUT_SERVER_FACT))
+    if any(s.base == "U2" for s in cfg.scenarios):
+        facts.append(("tus server (U2)", tus_fact()))
     facts += [
         (
             t.name,
@@ -931,7 +1191,7 @@ def write_doc(
         "The upload source is read once before the rounds so it sits in the page cache.",
         f"- Rounds are interleaved (every scenario for every tool, then the next round) and "
         f"the tool order rotates each round. S1 and S2 run first, all their rounds, then "
-        f"D1, U1, P1 and D2. S1/S2 keep at most {CONCURRENCY} transfers in "
+        f"D1, U1, P1, D2 and U2. S1/S2 keep at most {CONCURRENCY} transfers in "
         "flight: curl `--parallel --parallel-max 10`, pycurl a CurlMulti with 10 handles, "
         "requests a ThreadPoolExecutor(10) on one Session, httpx/aiohttp a Semaphore(10), "
         "wxtransfer its runtime's queue (Runtime(max_concurrent_*=10)).",
@@ -958,12 +1218,21 @@ def main(argv: list[str] | None = None) -> int:
         print("no tool available", file=sys.stderr)
         return 2
     d2 = any(s.base == "D2" for s in cfg.scenarios)
+    u2 = any(s.base == "U2" for s in cfg.scenarios)
+    if u2:
+        try:
+            ensure_node_packages()  # once, not in the first U2 run
+        except (OSError, RuntimeError) as e:
+            print(f"U2 needs the tus server: {e}", file=sys.stderr)
+            return 2
     data = make_data(
         cfg.size_mib,
         cfg.count,
         big=any(s.big for s in cfg.scenarios),
         d2_mib=cfg.d2_size_mib if d2 else 0,
+        u2_mib=cfg.u2_size_mib if u2 else 0,
     )
+    data.u2_cut = cfg.u2_cut_mib * MiB
     shutil.rmtree(data.outdir, ignore_errors=True)  # left by an interrupted run
     ng = Nginx(work=WORK / "nginx", root=data.www)
     cs = CutServer(work=WORK / "cutserver", root=data.www, cut=cfg.d2_cut_mib * MiB) if d2 else None
@@ -985,6 +1254,8 @@ def main(argv: list[str] | None = None) -> int:
             warm_cache(data.big)
         if data.d2 is not None:
             warm_cache(data.d2)
+        if data.u2 is not None:
+            warm_cache(data.u2)
         d2_speed = server_speeds(cfg, ng, cs, data) if cs is not None else ""
         if d2_speed:
             print(d2_speed.replace("*", "").replace("`", ""), flush=True)

@@ -9,6 +9,9 @@ Every client is run as ``python -m clients.<tool> SCENARIO URL TARGET [options]`
 * ``S2 URL DIR``: upload DIR/NAME for ``--count`` small files to URL, 10 in flight.
 * ``D2 URL FILE``: download URL to FILE through a server that cuts every connection after
   some bytes of body: up to 10 retries, each continuing the bytes held (``--size`` bytes).
+* ``U2 URL FILE``: resumable (tus 1.0) upload of FILE to the creation endpoint URL, through a
+  proxy that cuts every connection after some bytes: up to 10 retries, each continuing from
+  the server's offset; ``--chunk`` bytes per PATCH where the client is told a chunk size.
 
 ``--progress`` attaches a progress listener (D1/U1 only). On success the client prints one JSON
 line with the wall and CPU time of the transfer phase only (imports and interpreter start-up
@@ -29,6 +32,7 @@ from pathlib import Path
 
 CHUNK = 1 << 20  # 1 MiB reads/writes where the tool lets us choose
 D2_RETRIES = 10  # D2: retries after the first attempt, for every tool
+U2_RETRIES = 10  # U2: the same
 EXPECTED_UPLOAD_BODY = b"ok\n"  # what the nginx /upload endpoint answers
 
 
@@ -48,6 +52,7 @@ class Args:
     size: int
     progress: bool
     concurrency: int
+    chunk: int = 0  # U2: bytes per PATCH for a client that is told one (0: not told)
 
     def small_urls(self) -> list[tuple[str, Path]]:
         """(URL, output path) pairs for S1."""
@@ -112,20 +117,23 @@ def main(run: Runner, version: Callable[[], str], progress: frozenset[str]) -> N
     """Parse argv, run one scenario, print the JSON result; ``--probe`` prints capabilities."""
     p = argparse.ArgumentParser()
     p.add_argument("--probe", action="store_true", help="print version/capabilities and exit")
-    p.add_argument("scenario", nargs="?", choices=["D1", "U1", "S1", "S2", "D2"])
+    p.add_argument("scenario", nargs="?", choices=["D1", "U1", "S1", "S2", "D2", "U2"])
     p.add_argument("url", nargs="?")
     p.add_argument("target", nargs="?", type=Path)
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--size", type=int, default=-1, help="expected size of each download")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--chunk", type=int, default=0, help="U2: bytes per PATCH (0: not told)")
     ns = p.parse_args()
     if ns.probe:
         print(json.dumps({"version": version(), "progress": sorted(progress)}))
         return
     if ns.scenario is None or ns.url is None or ns.target is None:
         p.error("scenario, url and target are required")
-    args = Args(ns.scenario, ns.url, ns.target, ns.count, ns.size, ns.progress, ns.concurrency)
+    args = Args(
+        ns.scenario, ns.url, ns.target, ns.count, ns.size, ns.progress, ns.concurrency, ns.chunk
+    )
     if args.progress and args.scenario not in progress:
         print(f"progress not supported for {args.scenario}", file=sys.stderr)
         sys.exit(3)

@@ -1,4 +1,5 @@
-"""wxtransfer client, through its public API only (download_file / upload_file / Runtime)."""
+"""wxtransfer client, through its public API only (download_file / upload_file /
+upload_resumable / Runtime)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import contextlib
 from typing import Any
 
 import wxtransfer
-from clients._common import D2_RETRIES, Args, Progress, check, check_file, check_upload, main
+from clients._common import (
+    D2_RETRIES,
+    U2_RETRIES,
+    Args,
+    Progress,
+    check,
+    check_file,
+    check_upload,
+    main,
+)
 
 # Fail the probe (so the harness reports the tool as skipped) until the API exists.
 _API = (wxtransfer.download_file, wxtransfer.upload_file)
@@ -56,6 +66,18 @@ def upload(args: Args, prog: Progress | None) -> int:
     return args.target.stat().st_size
 
 
+def resumable(args: Args) -> int:
+    """U2: one PATCH for the rest of the file (no chunk size); after a cut, at once a HEAD
+    for the server's offset and a PATCH from there. ``WXTRANSFER_HOME`` (set by the harness
+    to a fresh folder per run) keeps the upload URL, so no run continues an older one."""
+    retry = wxtransfer.Retry(total=U2_RETRIES, backoff=0.0)
+    task = wxtransfer.upload_resumable(args.url, str(args.target), retry=retry, timeout=0)
+    res = task.result()
+    check(res.status_code == 204, f"status {res.status_code}")
+    check(isinstance(res.data, str) and res.data.startswith(args.url), f"upload URL {res.data!r}")
+    return args.target.stat().st_size
+
+
 def many(args: Args) -> int:
     """S1/S2: start every task at once; the runtime keeps at most 10 in flight."""
     rt_cls = getattr(wxtransfer, "Runtime", None)
@@ -92,6 +114,8 @@ def run(args: Args, prog: Progress | None) -> int:
         return upload(args, prog)
     if args.scenario == "D2":
         return cut_download(args)
+    if args.scenario == "U2":
+        return resumable(args)
     return many(args)
 
 
