@@ -179,3 +179,27 @@ def test_a_wait_past_the_deadline_is_not_taken() -> None:
     flow.send(_answer(201, Location=UP))
     with pytest.raises(NetworkError):
         flow.send(Answer(error=cut))
+
+
+def test_the_budget_starts_afresh_while_the_offset_moves_on() -> None:
+    cut = NetworkError("uploadFile:fail x", 600003, curl_code=56)
+    answers = [_answer(201, Location=UP)]
+    for held in (10, 20, 30, 40):  # four cuts, each after the server took 10 more bytes
+        answers += [Answer(error=cut), _answer(200, Upload_Offset=str(held))]
+    answers.append(_answer(204, Upload_Offset="100"))
+    ex = _drive(tus_flow(_request(), Retry(total=1, backoff=0.5), draw=lambda: 1.0), answers)
+    assert [e.method for e in ex].count("HEAD") == 4
+    assert [e.delay for e in ex if e.method == "HEAD"] == [0.5] * 4  # no growing backoff
+    assert [e.event.attempt for e in ex if e.event] == [2, 3, 4, 5]
+
+
+def test_retries_that_move_nothing_run_out() -> None:
+    cut = NetworkError("uploadFile:fail x", 600003, curl_code=56)
+    flow = tus_flow(_request(), Retry(total=2, backoff=0), draw=lambda: 1.0)
+    next(flow)
+    flow.send(_answer(201, Location=UP))
+    for _ in range(2):
+        assert flow.send(Answer(error=cut)).method == "HEAD"
+        assert flow.send(_answer(200, Upload_Offset="0")).method == "PATCH"
+    with pytest.raises(NetworkError):
+        flow.send(Answer(error=cut))

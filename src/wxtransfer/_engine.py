@@ -393,9 +393,10 @@ class Engine:
             if exchange is not None:
                 if transfer.trace and exchange.event is None:
                     logger.debug(
-                        "%s #%d redirect %d to %s",
+                        "%s #%d %s %d to %s",
                         transfer.api,
                         transfer.number,
+                        f"tus {exchange.method} after" if exchange.method else "redirect",
                         answer.status,
                         safe_url(exchange.url),
                     )

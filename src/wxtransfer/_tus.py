@@ -6,7 +6,10 @@ is sent), ``HEAD`` asks the server's offset, ``PATCH`` sends the file from that 
 An upload URL kept by an earlier call is asked for its offset first. After a failure or a
 status worth another attempt, the next attempt asks the offset again and continues from
 there: a PATCH at the server's offset is safe to resend, so tus uploads are retried as
-``retry`` allows, whatever ``resend_uploads`` says. An upload the server no longer knows
+``retry`` allows, whatever ``resend_uploads`` says. ``retry.total`` counts the retries in
+a row that moved nothing on: once the server's offset passes where it stood at the last
+retry, the budget and the backoff start afresh (a long upload over a link that drops
+every few minutes is never given up while it progresses). An upload the server no longer knows
 (404, 410) is started anew, once. A response without ``Tus-Resumable`` is not tus: a
 ``NetworkError`` that says so.
 """
@@ -69,6 +72,8 @@ def tus_flow(
     retries_left = policy.total if policy is not None else 0
     fits = Budget(policy, deadline, clock).fits
     attempt = 1
+    streak = 0  # retries since the server's offset last moved on
+    mark = -1  # the offset the server was known to hold at the last retry
     upload_url = tus.known_url
     offset: int | None = None  # the server's, when known
     keep: str | None = None  # an upload URL to checkpoint with the next request
@@ -114,7 +119,7 @@ def tus_flow(
             head = answer.head or {}
             if "tus-resumable" not in head:
                 if policy is not None and retries_left and status in policy.statuses:
-                    wait = _status_wait(policy, status, head, attempt, wall_clock, draw)
+                    wait = _status_wait(policy, status, head, streak, wall_clock, draw)
                 else:
                     raise _not_tus(method, status)
             elif method == "POST":
@@ -162,6 +167,8 @@ def tus_flow(
                 offset = got
                 if offset == size:
                     return
+                if streak and got > mark and policy is not None:  # moving on: a fresh budget
+                    streak, retries_left = 0, policy.total
                 continue
             elif method == "PATCH" and status == 409 and syncs_left:  # offsets differ
                 syncs_left -= 1
@@ -170,19 +177,21 @@ def tus_flow(
             if wait is None:
                 if policy is None or not retries_left or status not in policy.statuses:
                     return  # a final response: its status is the result (the platform's rule)
-                wait = _status_wait(policy, status, head, attempt, wall_clock, draw)
+                wait = _status_wait(policy, status, head, streak, wall_clock, draw)
         else:
             if policy is None or not retries_left or not retryable(error):
                 raise error
-            wait = backoff_delay(policy, attempt + 1, draw)
+            wait = backoff_delay(policy, streak + 2, draw)
         if not fits(wait):
             if error is not None:
                 raise error
             return
         attempt += 1
+        streak += 1
         retries_left -= 1
         delay = wait
         event = RetryEvent(attempt, wait, error, 0 if error is not None else status)
+        mark = max(mark, offset if offset is not None else -1)
         offset = None  # ask the server where it stands
 
 
@@ -190,12 +199,12 @@ def _status_wait(
     policy: Retry,
     status: int,
     head: Mapping[str, str],
-    attempt: int,
+    streak: int,
     wall_clock: Callable[[], float],
     draw: Callable[[], float],
 ) -> float:
     wait = status_wait(policy, status, head.get("retry-after"), wall_clock())
-    return backoff_delay(policy, attempt + 1, draw) if wait is None else wait
+    return backoff_delay(policy, streak + 2, draw) if wait is None else wait
 
 
 class TusFlow:
