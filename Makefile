@@ -22,7 +22,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP)
-	bash scripts/system-deps.sh curl:curl chromium:chromium chromium-driver:chromedriver nginx-light:nginx
+	bash scripts/system-deps.sh curl:curl chromium:chromium chromium-driver:chromedriver nginx-light:nginx caddy:caddy
 	$(BIN)/python -c 'from tests.servers.tus import ensure_node_packages as e; e()'
 	$(MAKE) lint typecheck
 	$(BIN)/pytest

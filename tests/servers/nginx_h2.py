@@ -1,0 +1,161 @@
+"""A private nginx over TLS on 127.0.0.1 that offers HTTP/2 by ALPN (or HTTP/1.1 only), for
+the protocol tests against a server we did not write.
+
+``NginxTLSProcess(root, upstream=...).start()``; ``.url`` (``https://127.0.0.1:PORT``) serves
+``root``'s files; ``POST /upload`` goes to ``upstream + "/upload"`` by ``proxy_pass`` (the
+aiohttp test app, which answers the size and sha256 of each file it got), or without an
+upstream nginx answers ``200 ok`` itself and drains the body. ``http2=False`` serves
+HTTP/1.1 only. The certificate is a trustme leaf for 127.0.0.1 and localhost; ``.ca_file``
+is its CA (PEM) for ``Runtime(ca_file=...)``. ``.log()`` gives the access log's records:
+nginx's connection serial number, the request's number on it, the protocol, status, URI,
+request length, Content-Length, body bytes sent, the time it ended (``$msec``) and how long
+it took (``$request_time``), in seconds. ``.stop()`` ends it by its PID.
+
+Debian's nginx is 1.22: HTTP/2 is turned on with ``listen ... ssl http2`` (``http2 on;``
+came with 1.25.1).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import trustme
+
+from tests.servers.nginx import NginxProcess
+
+__all__ = ["NginxTLSProcess"]
+
+CONF = """\
+daemon off;
+worker_processes 1;
+{user}
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    log_format t '$connection\\t$connection_requests\\t$server_protocol\\t$status'
+                 '\\t$request_uri\\t$request_length\\t$content_length\\t$body_bytes_sent'
+                 '\\t$msec\\t$request_time';
+    access_log {work}/access.log t;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port} ssl{http2};
+        ssl_certificate {work}/cert.pem;
+        ssl_certificate_key {work}/key.pem;
+        root {root};
+        location / {{ }}
+        location = /upload {{
+            client_max_body_size 0;
+{upload}
+        }}
+    }}
+}}
+"""
+
+UPLOAD_PROXY = """\
+            proxy_http_version 1.1;
+            proxy_pass {upstream}/upload;"""
+
+UPLOAD_RETURN = """\
+            return 200 "ok\\n";"""
+
+LOG_KEYS = (
+    "connection",
+    "connection_requests",
+    "protocol",
+    "status",
+    "uri",
+    "request_length",
+    "content_length",
+    "sent",
+    "msec",
+    "request_time",
+)
+
+
+class NginxTLSProcess(NginxProcess):
+    """nginx on ``https://127.0.0.1:<free port>``, HTTP/2 offered unless ``http2=False``."""
+
+    def __init__(self, root: Path, *, http2: bool = True, upstream: str | None = None) -> None:
+        super().__init__(root)
+        self.http2 = http2
+        self.upstream = upstream.rstrip("/") if upstream else None
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_file = str(self.work / "ca.pem")
+        ca.cert_pem.write_to_path(self.ca_file)
+        leaf.private_key_pem.write_to_path(str(self.work / "key.pem"))
+        (self.work / "cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self) -> NginxTLSProcess:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.path.exists(binary):
+            raise FileNotFoundError("nginx is not installed (make test installs nginx-light)")
+        user = ""
+        if os.geteuid() == 0:  # workers must read our files
+            import pwd
+
+            user = f"user {pwd.getpwuid(0).pw_name};"
+        upload = UPLOAD_PROXY.format(upstream=self.upstream) if self.upstream else UPLOAD_RETURN
+        conf = self.work / "nginx.conf"
+        conf.write_text(
+            CONF.format(
+                user=user,
+                work=self.work,
+                port=self.port,
+                root=self.root,
+                http2=" http2" if self.http2 else "",
+                upload=upload,
+            )
+        )
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf), "-p", str(self.work)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"nginx did not start: {err}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nginx did not listen within 10 s")
+
+    def log(self) -> list[dict[str, str]]:
+        """The access log's records so far, keys as in ``LOG_KEYS``."""
+        path = self.work / "access.log"
+        if not path.exists():
+            return []
+        return [
+            dict(zip(LOG_KEYS, line.split("\t"), strict=True))
+            for line in path.read_text().splitlines()
+        ]
+
+    def wait_log(self, count: int, timeout: float = 5.0) -> list[dict[str, str]]:
+        """The records once there are at least ``count`` (nginx writes one when a request
+        ends, which may be just after its client saw the last byte), or after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        records = self.log()
+        while len(records) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+            records = self.log()
+        return records
