@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib.metadata
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pycurl
 
@@ -42,7 +43,17 @@ from ._transport import TransportConfig
 
 __all__ = ["Runtime", "default_runtime", "set_default_runtime"]
 
-__version__ = "0.1.0"
+
+def _package_version() -> str:
+    """The installed distribution's version (pyproject's ``version``, the one place it is
+    written); ``0+unknown`` for a source tree that is not installed."""
+    try:
+        return importlib.metadata.version("wxtransfer")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _package_version()
 DEFAULT_TIMEOUT_MS = 60000
 DEFAULT_CONCURRENCY = 10
 _SYSTEM_CA_BUNDLES = (
@@ -67,6 +78,9 @@ def _system_ca_bundle() -> str | None:
     except ImportError:
         return None
     return str(certifi.where())
+
+
+_T = TypeVar("_T", UploadTask, DownloadTask)
 
 
 class Runtime:
@@ -188,16 +202,11 @@ class Runtime:
         tries it again after a failure worth it. Never raises: every failure reaches
         ``fail`` and ``task.result()``.
         """
-        task = UploadTask(
+        return self._launch(
+            UploadTask,
             "uploadFile",
-            self._dispatcher_for_caller(),
-            success=success if callable(success) else None,
-            fail=fail if callable(fail) else None,
-            complete=complete if callable(complete) else None,
-        )
-        try:
-            check_callbacks("uploadFile", success, fail, complete)
-            request = validate_upload(
+            (success, fail, complete),
+            lambda: validate_upload(
                 url,
                 file_path,
                 name,
@@ -212,12 +221,8 @@ class Runtime:
                 max_speed=max_speed,
                 retry=retry,
                 connect_timeout=connect_timeout,
-            )
-        except TransferError as exc:
-            task._report_done(exc)
-            return task
-        self._start(task, request)
-        return task
+            ),
+        )
 
     def upload_resumable(
         self,
@@ -245,16 +250,11 @@ class Runtime:
         bytes per PATCH (None: the rest in one). ``retry`` continues from the server's
         offset. The result's ``data`` is the upload's URL. Never raises.
         """
-        task = UploadTask(
+        return self._launch(
+            UploadTask,
             "uploadFile",
-            self._dispatcher_for_caller(),
-            success=success if callable(success) else None,
-            fail=fail if callable(fail) else None,
-            complete=complete if callable(complete) else None,
-        )
-        try:
-            check_callbacks("uploadFile", success, fail, complete)
-            request = validate_resumable(
+            (success, fail, complete),
+            lambda: validate_resumable(
                 url,
                 file_path,
                 metadata=metadata,
@@ -265,12 +265,8 @@ class Runtime:
                 stall_timeout=stall_timeout,
                 max_speed=max_speed,
                 connect_timeout=connect_timeout,
-            )
-        except TransferError as exc:
-            task._report_done(exc)
-            return task
-        self._start(task, request)
-        return task
+            ),
+        )
 
     def download_file(
         self,
@@ -304,16 +300,11 @@ class Runtime:
         ``<file_path>.wxpart`` and a later one of the same URL continues them. Never
         raises: every failure reaches ``fail`` and ``task.result()``.
         """
-        task = DownloadTask(
+        return self._launch(
+            DownloadTask,
             "downloadFile",
-            self._dispatcher_for_caller(),
-            success=success if callable(success) else None,
-            fail=fail if callable(fail) else None,
-            complete=complete if callable(complete) else None,
-        )
-        try:
-            check_callbacks("downloadFile", success, fail, complete)
-            request = validate_download(
+            (success, fail, complete),
+            lambda: validate_download(
                 url,
                 header=header,
                 file_path=file_path,
@@ -327,7 +318,29 @@ class Runtime:
                 connect_timeout=connect_timeout,
                 checksum=checksum,
                 resume=resume,
-            )
+            ),
+        )
+
+    def _launch(
+        self,
+        kind: type[_T],
+        api: Api,
+        callbacks: tuple[Any, Any, Any],
+        validate: Callable[[], Request],
+    ) -> _T:
+        """A task for the call, checked (``validate``) then started; a bad call fails its
+        task, which is returned either way: the call never raises."""
+        success, fail, complete = callbacks
+        task = kind(
+            api,
+            self._dispatcher_for_caller(),
+            success=success if callable(success) else None,
+            fail=fail if callable(fail) else None,
+            complete=complete if callable(complete) else None,
+        )
+        try:
+            check_callbacks(api, success, fail, complete)
+            request = validate()
         except TransferError as exc:
             task._report_done(exc)
             return task
