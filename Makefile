@@ -28,8 +28,18 @@ test: $(STAMP)
 	$(BIN)/pytest
 	$(BIN)/python benchmarks/run.py --smoke
 
-demo: $(STAMP)
-	$(BIN)/wxtransfer demo
+# The demo installs only what it runs: the library with its cli and server extras.
+DEMO_VENV := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(DEMO_VENV)/bin/python || $(PY) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install -q --upgrade pip
+	$(DEMO_VENV)/bin/pip install -q -e '.[cli,server]'
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/wxtransfer demo
 
 bench: $(STAMP)
 	bash scripts/system-deps.sh nginx-light:nginx curl:curl aria2:aria2c
@@ -37,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) $(DEMO_VENV) build dist src/*.egg-info

@@ -3,7 +3,9 @@
 Exit codes (curl's where curl has one):
 
 * 0   done (any HTTP status, as on the platform, unless ``--fail``)
-* 1   any other failure (cannot connect, file error, refused overwrite, ...)
+* 1   any other failure (cannot connect, file error, refused overwrite, ...), and a missing
+  extra: ``serve`` and ``demo`` without aiohttp say to install ``wxtransfer[server]``
+  (``wxtransfer.__main__`` says ``wxtransfer[cli]`` when click or rich is missing)
 * 2   usage error, or an argument the library refuses (``InvalidArgumentError``)
 * 22  ``--fail`` and the server answered with a status >= 400
 * 28  the transfer timed out
@@ -28,7 +30,7 @@ import threading
 import unicodedata
 import urllib.parse
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -1489,6 +1491,21 @@ def _download_resumable(
         click.echo(path)
 
 
+@contextlib.contextmanager
+def _server_extra(command: str) -> Iterator[None]:
+    """Around the import of the dev server: without aiohttp (the ``server`` extra), a
+    one-line error (exit 1) that says what to install instead of a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "aiohttp":
+            raise
+        raise click.ClickException(
+            f"'wxtransfer {command}' needs aiohttp, which comes with the server extra: "
+            "pip install 'wxtransfer[server]'"
+        ) from None
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
@@ -1503,7 +1520,8 @@ def _download_resumable(
 @click.option("--token", default=None, help="Require 'Authorization: Bearer TOKEN'.")
 def serve(host: str, port: int, root: Path, max_size: int | None, token: str | None) -> None:
     """Run the development server: POST /upload, GET /files/NAME, GET / lists files."""
-    from . import _server
+    with _server_extra("serve"):
+        from . import _server
 
     if token is not None and not token:
         raise click.BadParameter("must not be empty", param_hint="--token")
@@ -1528,13 +1546,16 @@ def serve(host: str, port: int, root: Path, max_size: int | None, token: str | N
 )
 def demo(size: int) -> None:
     """Round trip through a local dev server: upload a sample file, download it, compare."""
-    from . import _demo
+    with _server_extra("demo"):
+        from . import _demo
 
     _demo.run(size)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """The command line; the console script and ``python -m wxtransfer`` reach it through
+    ``wxtransfer.__main__.main``, which says which extra to install when click or rich is
+    missing."""
     # --timeout is documented in milliseconds: the library's warning is for Python callers.
     warnings.filterwarnings("ignore", category=TimeoutUnitWarning)
     cli.main(args=argv, prog_name="wxtransfer")
