@@ -92,6 +92,7 @@ def upload_file(
     max_speed: int | None = None,
     retry: int | Retry | None = None,
     connect_timeout: int | float | None = None,
+    max_redirects: int | None = None,
     **options: bool,
 ) -> UploadTask:
     """Upload ``file_path`` as multipart field ``name`` (or ``files``, ``(name, file_path)``
@@ -115,6 +116,7 @@ def upload_file(
         max_speed=max_speed,
         retry=retry,
         connect_timeout=connect_timeout,
+        max_redirects=max_redirects,
         **options,
     )
 
@@ -171,6 +173,8 @@ def download_file(
     connect_timeout: int | float | None = None,
     checksum: str | None = None,
     resume: bool = False,
+    max_redirects: int | None = None,
+    compressed: bool = False,
     **options: bool,
 ) -> DownloadTask:
     """Download ``url`` to a temp file (or ``file_path``) with the default runtime.
@@ -192,6 +196,8 @@ def download_file(
         connect_timeout=connect_timeout,
         checksum=checksum,
         resume=resume,
+        max_redirects=max_redirects,
+        compressed=compressed,
         **options,
     )
 

@@ -184,7 +184,11 @@ def transfer_flow(
     api: Api = request.api
     follow = DOWNLOAD_REDIRECTS if api == "downloadFile" else UPLOAD_REDIRECTS
     url, headers = request.url, request.headers
-    may_continue = api == "downloadFile" and not any(k.lower() == "range" for k, _ in headers)
+    may_continue = (
+        api == "downloadFile"
+        and not request.compressed  # its bytes on disk are decoded: no range fits them
+        and not any(k.lower() == "range" for k, _ in headers)
+    )
     policy = retry if retry is not None and retry.total else None
     retries_left = policy.total if policy is not None else 0
     attempt = 1
@@ -230,7 +234,7 @@ def transfer_flow(
             target = answer.location
             if answer.status not in follow or not target:
                 return
-            if redirects >= MAX_REDIRECTS:
+            if redirects >= request.max_redirects:
                 raise NetworkError(f"{api}:fail too many redirects", Errno.TOO_MANY_REDIRECTS)
             if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
                 raise InvalidArgumentError(

@@ -79,6 +79,8 @@ class Request:
     checksum: tuple[str, str] | None = None  # a download's (algorithm, lowercase hex)
     resume: bool = False  # a download's bytes wait in <file_path>.wxpart when it fails
     resume_from: tuple[int, str, int] | None = None  # what that part holds: see _output
+    max_redirects: int = 10  # redirects followed before "too many redirects"
+    compressed: bool = False  # a download asks for gzip/br/zstd/deflate and decodes it
     # upload: the form fields, then the files, in order
     form_data: list[tuple[str, str]] = field(default_factory=list)
     parts: tuple[UploadPart, ...] = ()
@@ -311,6 +313,14 @@ def _check_path(api: Api, what: str, value: object) -> str:
     return value
 
 
+def _check_max_redirects(api: Api, value: object) -> int:
+    if value is None:
+        return 10
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _param_error(api, f"max_redirects should be an int >= 0, not {value!r}")
+    return value
+
+
 def _check_flag(api: Api, what: str, value: object) -> bool:
     if value is None:
         return False
@@ -441,6 +451,7 @@ def validate_upload(
     max_speed: object = None,
     retry: object = None,
     connect_timeout: object = None,
+    max_redirects: object = None,
 ) -> Request:
     """Check an upload call; raise the error its ``fail`` should receive."""
     api: Api = "uploadFile"
@@ -471,6 +482,7 @@ def validate_upload(
         retry=_check_retry(api, retry),
         form_data=fields,
         parts=parts,
+        max_redirects=_check_max_redirects(api, max_redirects),
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),
         enable_profile=enable_profile is None or _check_flag(api, "enableProfile", enable_profile),
@@ -608,6 +620,8 @@ def validate_download(
     connect_timeout: object = None,
     checksum: object = None,
     resume: object = False,
+    max_redirects: object = None,
+    compressed: object = False,
 ) -> Request:
     """Check a download call, including that ``file_path`` can be written, before sending."""
     api: Api = "downloadFile"
@@ -625,6 +639,13 @@ def validate_download(
         raise _param_error(
             api, "resume=True needs a file_path: the bytes wait in <file_path>.wxpart"
         )
+    decoded = compressed is not False and _check_flag(api, "compressed", compressed)
+    if decoded and resumable:
+        raise _param_error(
+            api,
+            "resume=True and compressed=True do not mix: a range of the encoded bytes "
+            "cannot continue the decoded ones",
+        )
     return Request(
         api=api,
         url=checked_url,
@@ -637,6 +658,8 @@ def validate_download(
         target_path=target,
         checksum=_check_checksum(api, checksum),
         resume=resumable,
+        max_redirects=_check_max_redirects(api, max_redirects),
+        compressed=decoded,
         enable_http2=_check_flag(api, "enableHttp2", enable_http2),
         enable_quic=_check_flag(api, "enableQuic", enable_quic),
         enable_profile=enable_profile is None or _check_flag(api, "enableProfile", enable_profile),

@@ -190,6 +190,7 @@ class Runtime:
         max_speed: int | None = None,
         retry: int | Retry | None = None,
         connect_timeout: int | float | None = None,
+        max_redirects: int | None = None,
     ) -> UploadTask:
         """POST ``file_path`` as multipart/form-data field ``name`` (or every file of
         ``files``, ``(name, file_path)`` pairs, in order, after ``form_data``); returns at
@@ -221,6 +222,7 @@ class Runtime:
                 max_speed=max_speed,
                 retry=retry,
                 connect_timeout=connect_timeout,
+                max_redirects=max_redirects,
             ),
         )
 
@@ -287,6 +289,8 @@ class Runtime:
         connect_timeout: int | float | None = None,
         checksum: str | None = None,
         resume: bool = False,
+        max_redirects: int | None = None,
+        compressed: bool = False,
     ) -> DownloadTask:
         """GET ``url`` into a temp file, or into ``file_path`` once complete; returns at once.
 
@@ -297,8 +301,10 @@ class Runtime:
         tries it again after a failure worth it; ``checksum`` (``"sha256:<hex>"``; md5, sha1,
         sha256, sha512) is checked before the file takes its name; with ``resume`` (and a
         ``file_path``) a failed or aborted download keeps its bytes in
-        ``<file_path>.wxpart`` and a later one of the same URL continues them. Never
-        raises: every failure reaches ``fail`` and ``task.result()``.
+        ``<file_path>.wxpart`` and a later one of the same URL continues them;
+        ``max_redirects`` (default 10) bounds the redirects followed; ``compressed`` asks
+        for gzip, br, zstd or deflate and writes the decoded bytes. Never raises: every
+        failure reaches ``fail`` and ``task.result()``.
         """
         return self._launch(
             DownloadTask,
@@ -318,6 +324,8 @@ class Runtime:
                 connect_timeout=connect_timeout,
                 checksum=checksum,
                 resume=resume,
+                max_redirects=max_redirects,
+                compressed=compressed,
             ),
         )
 

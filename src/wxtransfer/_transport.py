@@ -416,6 +416,8 @@ class Transfer:
         c.setopt(pycurl.HEADERFUNCTION, self.on_header)
         if self.trace:
             c.setopt(pycurl.PREREQFUNCTION, self._trace_connected)
+        if r.compressed:
+            c.setopt(pycurl.ACCEPT_ENCODING, "")  # every encoding libcurl decodes
         if r.enable_quic or r.enable_http2:
             # HTTP/3 falls back to HTTP/2 or 1.1 (libcurl's _3, not _3ONLY); HTTP/2 is
             # offered by ALPN over TLS. PIPEWAIT: a transfer to an origin another one is
@@ -824,8 +826,12 @@ class Transfer:
     # ---- files -----------------------------------------------------------------------
 
     def _content_length(self) -> int:
+        """The body's announced length, 0 when unknown (chunked; or decoded by libcurl,
+        whose bytes are not the encoded ones Content-Length counts)."""
         value = self.head.get("content-length")
         if value and value.strip().isdigit() and "transfer-encoding" not in self.head:
+            if self.request.compressed and "content-encoding" in self.head:
+                return 0
             return int(value)
         return 0
 
