@@ -6,13 +6,17 @@ as a separate measured subprocess, interleaved over several rounds, and writes t
 that cuts every connection) runs wxtransfer, curl and aria2c against ``cutserver.py``; U2 (a
 resumable tus upload through a proxy that cuts every connection) runs wxtransfer and tuspy
 against the tus reference server ``@tus/server`` (``tests/servers/tus.py``) behind
-``tests/servers/cutproxy.py``, both started anew for each run in this process.
+``tests/servers/cutproxy.py``, both started anew for each run in this process. S3 is S1 and
+S2 over HTTP/2 with TLS to the same nginx (S3-down, S3-up); S4 is S1 through
+``delayproxy.py``, a proxy (threads in this process, fresh for each run) that delays each
+direction by 10 ms, over HTTP/1.1 (S4-h1) and HTTP/2 (S4-h2).
 
     python benchmarks/run.py                 # full run (5 rounds, 1024 MiB for D1/U1)
     python benchmarks/run.py --smoke         # tiny sizes, one round, writes under .work/
     python benchmarks/run.py --only D1,U1 --tools curl,pycurl --rounds 3
     python benchmarks/run.py --only D2 --rounds 3 --out /tmp/d2/benchmarks.md
     python benchmarks/run.py --only U2 --rounds 3 --out /tmp/u2/benchmarks.md
+    python benchmarks/run.py --only S3,S4 --rounds 3 --out /tmp/s34/benchmarks.md
 
 Exit status: 0 when every run of every available tool succeeded (unavailable tools are
 reported as skipped), 1 when a run failed, 2 when the harness itself could not run.
@@ -48,6 +52,7 @@ from clients._common import (
     small_name,
 )
 from cutserver import CutServer
+from delayproxy import DelayProxy
 from measure import Measurement, rss_method, run_measured
 from server import Nginx
 
@@ -67,6 +72,7 @@ ALL_TOOLS = ("curl", "pycurl", "requests", "httpx", "aiohttp", "wxtransfer")
 PEERS = ("pycurl", "requests", "httpx", "aiohttp")
 D2_TOOLS = ("curl", "aria2", "wxtransfer")
 U2_TOOLS = ("tuspy", "wxtransfer")
+H2_TOOLS = ("curl", "pycurl", "httpx", "wxtransfer")  # S3 and S4-h2: the tools with HTTP/2
 KNOWN_TOOLS = ("curl", "aria2", "pycurl", "requests", "httpx", "aiohttp", "tuspy", "wxtransfer")
 SMALL_SIZE = 10 * 1024
 CONCURRENCY = 10
@@ -82,6 +88,8 @@ class Scenario:
     progress: bool
     title: str
     tools: tuple[str, ...] = ALL_TOOLS  # the tools that take part
+    http2: bool = False  # S3, S4-h2: HTTP/2 over TLS
+    delayed: bool = False  # S4: through the delaying proxy
 
     @property
     def big(self) -> bool:
@@ -94,6 +102,9 @@ class Scenario:
         return self.base in ("S1", "S2")
 
 
+GROUPS = {"P1": ("D1", "U1", "P1D", "P1U"), "S3": ("S3-down", "S3-up"), "S4": ("S4-h1", "S4-h2")}
+DEFAULT_ONLY = "D1,U1,S1,S2,S3,S4,P1,D2,U2"
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -101,6 +112,40 @@ SCENARIOS = {
         Scenario("U1", "U1", False, "multipart upload of one {size} MiB file (+ user=bench)"),
         Scenario("S1", "S1", False, "{count} downloads of 10 KiB files, at most 10 in flight"),
         Scenario("S2", "S2", False, "{count} multipart uploads of 10 KiB files, 10 in flight"),
+        Scenario(
+            "S3-down",
+            "S1",
+            False,
+            "S1 over HTTP/2 with TLS: {count} downloads of 10 KiB files, at most 10 in flight",
+            H2_TOOLS,
+            http2=True,
+        ),
+        Scenario(
+            "S3-up",
+            "S2",
+            False,
+            "S2 over HTTP/2 with TLS: {count} multipart uploads of 10 KiB files, 10 in flight",
+            H2_TOOLS,
+            http2=True,
+        ),
+        Scenario(
+            "S4-h1",
+            "S1",
+            False,
+            "{s4_count} downloads of 10 KiB files, at most 10 in flight, over HTTP/1.1 through "
+            "a link with {rtt:g} ms of round-trip delay",
+            delayed=True,
+        ),
+        Scenario(
+            "S4-h2",
+            "S1",
+            False,
+            "{s4_count} downloads of 10 KiB files, at most 10 in flight, over HTTP/2 with TLS "
+            "through a link with {rtt:g} ms of round-trip delay",
+            H2_TOOLS,
+            http2=True,
+            delayed=True,
+        ),
         Scenario("P1D", "D1", True, "D1 with a progress listener"),
         Scenario("P1U", "U1", True, "U1 with a progress listener"),
         Scenario(
@@ -139,6 +184,13 @@ class Config:
     d2_cut_mib: int = 64
     u2_size_mib: int = 256
     u2_cut_mib: int = 64
+    s4_count: int = 1000
+    s4_delay_ms: float = 10.0  # one way
+
+    @property
+    def s4_floor(self) -> float:
+        """S4's physical floor in seconds: rounds of 10 transfers, one round trip each."""
+        return -(-self.s4_count // CONCURRENCY) * 2 * self.s4_delay_ms / 1000
 
     @property
     def png(self) -> Path:
@@ -154,6 +206,7 @@ class Tool:
     available: bool
     version: str = ""
     progress: frozenset[str] = frozenset()
+    http2: bool = False  # can do HTTP/2 here (S3, S4-h2)
     reason: str = ""
     idle_rss: int = 0  # peak RSS of just starting the client and importing the tool
 
@@ -178,7 +231,7 @@ class RunResult:
     server_bytes: int = 0  # D2: body bytes the cut server sent; U2: bytes the server received
     requests: int = 0  # D2: responses the cut server gave
     cuts: int = 0  # D2: of them, cut short; U2: connections the proxy cut
-    connections: int = 0  # U2: connections the client opened (through the proxy)
+    connections: int = 0  # U2: connections the client opened (through the proxy); S*: nginx's
 
 
 @dataclass
@@ -195,6 +248,8 @@ class Data:
     u2: Path | None = None  # U2's file, when U2 runs
     u2_sha256: str = ""
     u2_cut: int = 0  # U2: the proxy cuts each connection after this many bytes sent
+    s4_count: int = 0  # S4: transfers
+    s4_delay: float = 0.0  # S4: one-way delay of the proxy, seconds
 
     @property
     def big_size(self) -> int:
@@ -216,15 +271,22 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--d2-cut-mib", type=int, default=None, help="D2 cut (default 64)")
     p.add_argument("--u2-size-mib", type=int, default=None, help="U2 file size (default 256)")
     p.add_argument("--u2-cut-mib", type=int, default=None, help="U2 cut (default 64)")
-    p.add_argument("--only", default="", help="scenarios, e.g. D1,U1,S1,S2,P1,D2,U2 (P1 = P1D,P1U)")
+    p.add_argument("--s4-count", type=int, default=None, help="S4 transfers (default 1000)")
+    p.add_argument("--s4-delay-ms", type=float, default=None, help="S4 one-way delay (10)")
+    p.add_argument(
+        "--only",
+        default="",
+        help=f"scenarios, e.g. {DEFAULT_ONLY} (P1 = D1,U1,P1D,P1U; S3 = S3-down,S3-up; "
+        "S4 = S4-h1,S4-h2); case does not matter",
+    )
     p.add_argument("--tools", default="", help=f"tools among {','.join(KNOWN_TOOLS)}")
     p.add_argument("--out", type=Path, default=None, help="markdown output (PNG next to it)")
     ns = p.parse_args(argv)
     names: list[str] = []
-    for raw in (ns.only or "D1,U1,S1,S2,P1,D2,U2").split(","):
+    canonical = {n.upper(): n for n in SCENARIOS}
+    for raw in (ns.only or DEFAULT_ONLY).split(","):
         name = raw.strip().upper()
-        expand = ["D1", "U1", "P1D", "P1U"] if name == "P1" else [name]
-        for n in expand:
+        for n in GROUPS.get(name, (canonical.get(name, raw.strip()),)):
             if n not in SCENARIOS:
                 p.error(f"unknown scenario {raw!r}")
             if n not in names:
@@ -254,6 +316,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         d2_cut_mib=ns.d2_cut_mib or (1 if ns.smoke else 64),
         u2_size_mib=ns.u2_size_mib or (4 if ns.smoke else 256),
         u2_cut_mib=ns.u2_cut_mib or (1 if ns.smoke else 64),
+        s4_count=ns.s4_count or (20 if ns.smoke else 1000),
+        s4_delay_ms=ns.s4_delay_ms if ns.s4_delay_ms is not None else (2 if ns.smoke else 10),
     )
 
 
@@ -322,7 +386,8 @@ def probe(tool: str) -> Tool:
     """
     if tool == "curl":
         try:
-            return Tool(tool, True, curl_client.version(), curl_client.PROGRESS)
+            v = curl_client.version()
+            return Tool(tool, True, v, curl_client.PROGRESS, http2=curl_client.http2())
         except Exception as e:
             return Tool(tool, False, reason=str(e))
     if tool == "aria2":
@@ -338,7 +403,14 @@ def probe(tool: str) -> Tool:
         lines = [ln for ln in m.stderr.strip().splitlines() if ln.strip()]
         return Tool(tool, False, reason=lines[-1] if lines else f"exit {m.returncode}")
     info = json.loads(m.stdout.strip().splitlines()[-1])
-    return Tool(tool, True, info["version"], frozenset(info["progress"]), idle_rss=m.peak_rss)
+    return Tool(
+        tool,
+        True,
+        info["version"],
+        frozenset(info["progress"]),
+        http2=bool(info.get("http2")),
+        idle_rss=m.peak_rss,
+    )
 
 
 # ---------------------------------------------------------------- running
@@ -351,9 +423,42 @@ def client_args(
     run_dir: Path,
     cs: CutServer | None = None,
     proxy: CutProxy | None = None,
+    delay: DelayProxy | None = None,
 ) -> Args:
     """What the client is asked to do for a scenario (S1 writes into ``run_dir``; U2 goes
-    through ``proxy``). U2's chunk, for a client that takes one: half the cut."""
+    through ``proxy``, S4 through ``delay``). U2's chunk, for a client that takes one: half
+    the cut. S3 and S4-h2 ask for HTTP/2 over TLS, with nginx's CA."""
+    if scen.http2 or scen.delayed:
+        scheme = "https" if scen.http2 else "http"
+        if scen.delayed:
+            assert delay is not None
+            base, count = delay.url(scheme), data.s4_count
+        else:
+            base, count = ng.tls_base_url if scen.http2 else ng.base_url, data.count
+        ca = str(ng.ca_file) if scen.http2 else ""
+        if scen.base == "S1":
+            return Args(
+                "S1",
+                f"{base}/small/",
+                run_dir,
+                count,
+                SMALL_SIZE,
+                False,
+                CONCURRENCY,
+                http2=scen.http2,
+                ca_file=ca,
+            )
+        return Args(
+            "S2",
+            f"{base}/upload",
+            data.small_dir,
+            count,
+            -1,
+            False,
+            CONCURRENCY,
+            http2=scen.http2,
+            ca_file=ca,
+        )
     if scen.base == "U2":
         assert proxy is not None and data.u2 is not None
         size = data.u2.stat().st_size
@@ -391,6 +496,10 @@ def client_argv(tool: str, a: Args) -> list[str]:
     argv += ["--count", str(a.count), "--size", str(a.size), "--concurrency", str(a.concurrency)]
     if a.chunk:
         argv += ["--chunk", str(a.chunk)]
+    if a.http2:
+        argv.append("--http2")
+    if a.ca_file:
+        argv += ["--ca-file", a.ca_file]
     return [*argv, "--progress"] if a.progress else argv
 
 
@@ -401,9 +510,12 @@ def timeout_for(a: Args, data: Data) -> float:
     return 60 + 0.1 * a.count
 
 
-def server_check(ng: Nginx, a: Args, data: Data) -> None:
-    """Check nginx's access log: every request arrived, and uploads were read in full."""
+def server_check(ng: Nginx, a: Args, data: Data) -> int:
+    """Check nginx's access log: every request arrived, over the protocol asked for (HTTP/2
+    for S3 and S4-h2, else HTTP/1.1), and uploads were read in full. Returns how many
+    connections the requests came on."""
     want = a.count if a.scenario in ("S1", "S2") else 1
+    proto = "HTTP/2.0" if a.http2 else "HTTP/1.1"
     recs = ng.new_log_records()
     deadline = time.monotonic() + 5
     while len(recs) < want and time.monotonic() < deadline:  # logged just after the reply
@@ -412,6 +524,7 @@ def server_check(ng: Nginx, a: Args, data: Data) -> None:
     check(len(recs) == want, f"nginx logged {len(recs)} requests, expected {want}")
     body = data.big_size if a.scenario == "U1" else SMALL_SIZE
     for r in recs:
+        check(r.protocol == proto, f"nginx: {r.protocol}, expected {proto}: {r}")
         if a.scenario in ("D1", "S1"):
             ok = r.method == "GET" and r.status == 200 and r.bytes_sent >= a.size
             check(ok, f"nginx: {r}")
@@ -423,6 +536,7 @@ def server_check(ng: Nginx, a: Args, data: Data) -> None:
             check(r.request_length > body, f"nginx read only {r.request_length} bytes")
             if r.content_length is not None:
                 check(r.request_length > r.content_length, f"nginx: body cut short: {r}")
+    return len({r.connection for r in recs})
 
 
 def cut_server_check(cs: CutServer, a: Args, res: RunResult) -> None:
@@ -498,7 +612,8 @@ def run_one(
     rnd: int, scen: Scenario, tool: str, ng: Nginx, data: Data, cs: CutServer | None = None
 ) -> RunResult:
     """Run and check one (scenario, tool) pair (D2 needs the cut server ``cs``; U2 starts
-    its own tus server and cutting proxy, and stops them after the run)."""
+    its own tus server and cutting proxy, S4 its own delaying proxy, and stops them after
+    the run)."""
     # A fresh folder per run, deleted only when main() ends (D1's at once): on ext4 mounted
     # with `discard`, as here, creating files in the ~25 s after deleting many costs some
     # 600 µs of kernel CPU each instead of 30, and S1 would measure that.
@@ -506,7 +621,11 @@ def run_one(
     run_dir.mkdir(parents=True)
     tus: TusServer | None = None
     proxy: CutProxy | None = None
+    delay: DelayProxy | None = None
     env: dict[str, str] | None = None
+    if scen.delayed:
+        port = ng.tls_port if scen.http2 else ng.port
+        delay = DelayProxy(port, data.s4_delay).start()
     if scen.base == "U2":
         try:
             tus, proxy = start_u2(run_dir, data)
@@ -518,7 +637,7 @@ def run_one(
         env = {**os.environ, "WXTRANSFER_HOME": str(run_dir / "home")}
     try:
         os.sync()  # start every run with no writeback pending
-        a = client_args(scen, ng, data, run_dir, cs, proxy)
+        a = client_args(scen, ng, data, run_dir, cs, proxy, delay)
         ng.new_log_records()  # forget anything logged before this run
         if cs is not None:
             cs.new_records()
@@ -560,12 +679,16 @@ def run_one(
                 assert tus is not None and proxy is not None
                 u2_check(tus, proxy, a, data, res)
             else:
-                server_check(ng, a, data)
+                res.connections = server_check(ng, a, data)
+            if delay is not None:
+                check(not delay.errors, f"delay proxy: {delay.errors[:3]}")
             res.ok = True
         except (Failure, OSError, ValueError, KeyError, IndexError) as e:
             res.error = str(e)
         return res
     finally:
+        if delay is not None:
+            delay.stop()
         if proxy is not None:
             proxy.stop()
         if tus is not None:
@@ -586,6 +709,10 @@ def describe(res: RunResult, scen: Scenario, cfg: Config) -> str:
     if scen.base == "D2":
         ratio = res.server_bytes / (cfg.d2_size_mib * MiB)
         line += f"  server sent {ratio:.3f}× the file in {res.requests} responses"
+    if scen.http2 or scen.delayed:
+        line += f"  {res.connections} connection(s)"
+    if scen.delayed:
+        line += f"  {res.wall / cfg.s4_floor:.3f}× floor"
     if scen.base == "U2":
         ratio = res.server_bytes / (cfg.u2_size_mib * MiB)
         line += (
@@ -601,6 +728,8 @@ def work(scen: Scenario, cfg: Config) -> int:
         return cfg.d2_size_mib
     if scen.base == "U2":
         return cfg.u2_size_mib
+    if scen.delayed:
+        return cfg.s4_count
     return cfg.size_mib if scen.big else cfg.count
 
 
@@ -629,10 +758,13 @@ def run_all(
             for name in taking[k:] + taking[:k]:
                 if scen.progress and scen.base not in by_name[name].progress:
                     continue  # the tool has no progress listener for this direction
+                if scen.http2 and not by_name[name].http2:
+                    print(f"[round {rnd}/{cfg.rounds}] {scen.name:5} {name:10} skipped: no HTTP/2")
+                    continue  # said in the scenario's section too
                 res = run_one(rnd, scen, name, ng, data, cs)
                 results.append(res)
                 line = describe(res, scen, cfg)
-                print(f"[round {rnd}/{cfg.rounds}] {scen.name:3} {name:10} {line}", flush=True)
+                print(f"[round {rnd}/{cfg.rounds}] {scen.name:5} {name:10} {line}", flush=True)
     return results
 
 
@@ -701,6 +833,8 @@ def title(scen: Scenario, cfg: Config) -> str:
         d2_cut=cfg.d2_cut_mib,
         u2_size=cfg.u2_size_mib,
         u2_cut=cfg.u2_cut_mib,
+        s4_count=cfg.s4_count,
+        rtt=2 * cfg.s4_delay_ms,
     )
 
 
@@ -721,23 +855,203 @@ def scenario_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summ
     best_wall = min((s.wall for s in peers), default=None)
     best_cpu = min((s.cpu for s in peers), default=None)
     curl = ok.get("curl")
+    conns = scen.http2  # S3: does the tool multiplex? (nginx's count of connections)
     head = (
         f"| tool | wall s | {unit(scen)} | CPU s (transfer) | CPU s (process) | peak RSS MiB "
-        "| wall × curl | wall × best peer | CPU × best peer | runs |"
+        "| wall × curl | wall × best peer | CPU × best peer "
+        + ("| connections " if conns else "")
+        + "| runs |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * (11 if conns else 10)]
     for t, s in rows:
         if not s.runs:
-            lines.append(f"| {t} | failed | | | | | | | | 0/{s.failed} |")
+            lines.append(f"| {t} | failed | | | | | | | |{' |' if conns else ''} 0/{s.failed} |")
             continue
         lines.append(
             f"| {t} | {s.wall:.3f} | {throughput(scen, s, cfg):.1f} | {s.cpu:.3f} "
             f"| {s.proc_cpu:.3f} | {s.peak_rss:.1f} "
             f"| {_f(s.wall / curl.wall if curl else None)} "
             f"| {_f(s.wall / best_wall if best_wall else None)} "
-            f"| {_f(s.cpu / best_cpu if best_cpu else None)} | {s.runs}/{s.runs + s.failed} |"
+            f"| {_f(s.cpu / best_cpu if best_cpu else None)} "
+            + (f"| {s.connections:.0f} " if conns else "")
+            + f"| {s.runs}/{s.runs + s.failed} |"
         )
     return "\n".join(lines)
+
+
+def h2_skipped(scen: Scenario, cfg: Config, tools: list[Tool]) -> list[str]:
+    """For S3 / S4-h2: the tools left out, and why."""
+    by_name = {t.name: t for t in tools}
+    out = []
+    no_h2 = [t for t in ALL_TOOLS if t not in scen.tools and t in cfg.tools]
+    if no_h2:
+        out.append(f"{' and '.join(no_h2)} (no HTTP/2 client)")
+    for name in scen.tools:
+        t = by_name.get(name)
+        if t is not None and t.available and not t.http2:
+            why = "the `h2` package is missing" if name == "httpx" else "built without HTTP/2"
+            out.append(f"{name} ({why} here)")
+    return out
+
+
+def s3_section(
+    scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary], tools: list[Tool]
+) -> list[str]:
+    """S3-down / S3-up: text, table and the target."""
+    what = "downloads" if scen.base == "S1" else "uploads"
+    skipped = h2_skipped(scen, cfg, tools)
+    out = [
+        f"{scen.base}'s {what} to the same nginx over HTTPS (a `trustme` certificate for "
+        "127.0.0.1, its CA given to each tool) with HTTP/2 offered by ALPN. **connections** "
+        "is how many connections nginx logged the requests on (1: all multiplexed); every "
+        "request must be logged as `HTTP/2.0`, or the run fails.",
+        "",
+        scenario_table(scen, cfg, summ),
+        "",
+    ]
+    if skipped:
+        out += ["Not run: " + "; ".join(skipped) + ".", ""]
+    wx, curl = summ.get((scen.name, "wxtransfer")), summ.get((scen.name, "curl"))
+    if wx is not None and wx.runs and curl is not None and curl.runs:
+        w = curl.wall / wx.wall
+        out += [
+            f"Target (shown, not asserted): wxtransfer's throughput ≥ 1.0× curl's: **{w:.2f}×** "
+            f"({wx.wall:.3f} s against {curl.wall:.3f} s), {'met' if w >= 1.0 else 'missed'}.",
+            "",
+        ]
+    return out
+
+
+def s4_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) -> str:
+    """Markdown table for S4: wall time against the floor, and connections."""
+    rows = [(t, summ[(scen.name, t)]) for t in cfg.tools if (scen.name, t) in summ]
+    curl = summ.get((scen.name, "curl"))
+    curl_wall = curl.wall if curl is not None and curl.runs else None
+    lines = [
+        "| tool | wall s | × floor | transfers/s | connections | wall × curl "
+        "| CPU s (transfer) | CPU s (process) | peak RSS MiB | runs |",
+        "|" + "---|" * 10,
+    ]
+    for t, s in rows:
+        if not s.runs:
+            lines.append(f"| {t} | failed | | | | | | | | 0/{s.failed} |")
+            continue
+        lines.append(
+            f"| {t} | {s.wall:.3f} | {s.wall / cfg.s4_floor:.3f} "
+            f"| {throughput(scen, s, cfg):.1f} | {s.connections:.0f} "
+            f"| {_f(s.wall / curl_wall if curl_wall else None)} | {s.cpu:.3f} "
+            f"| {s.proc_cpu:.3f} | {s.peak_rss:.1f} | {s.runs}/{s.runs + s.failed} |"
+        )
+    return "\n".join(lines)
+
+
+S4_TARGET = 1.15  # wxtransfer's wall over the floor
+
+
+def s4_targets(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) -> list[str]:
+    """S4's targets (shown, not asserted): wxtransfer within 1.15× the floor; on h2 also
+    the best of every tool."""
+    wx = summ.get((scen.name, "wxtransfer"))
+    if wx is None or not wx.runs:
+        return ["- no successful wxtransfer run to judge."]
+    f = wx.wall / cfg.s4_floor
+    out = [
+        f"- wxtransfer's wall ≤ {S4_TARGET}× the floor: **{f:.3f}×** ({wx.wall:.3f} s "
+        f"against {cfg.s4_floor:.3f} s), {'met' if f <= S4_TARGET else 'missed'}."
+    ]
+    if scen.http2:
+        others = {
+            t: s for (n, t), s in summ.items() if n == scen.name and t != "wxtransfer" and s.runs
+        }
+        best = min(others.items(), key=lambda kv: kv[1].wall, default=None)
+        if best is None:
+            out.append("- the best of every tool: no other tool to compare.")
+        else:
+            t, s = best
+            ok = wx.wall <= s.wall
+            out.append(
+                f"- wxtransfer the best of every tool: the best other tool is {t} at "
+                f"{s.wall:.3f} s ({s.wall / cfg.s4_floor:.3f}×); wxtransfer's wall is "
+                f"**{wx.wall / s.wall:.3f}×** its, {'met' if ok else 'missed'}."
+            )
+    return out
+
+
+def s4_section(
+    scen: Scenario,
+    cfg: Config,
+    summ: dict[tuple[str, str], Summary],
+    tools: list[Tool],
+    link: str,
+) -> list[str]:
+    """S4-h1 / S4-h2: text, table and targets."""
+    rtt = 2 * cfg.s4_delay_ms
+    rounds = -(-cfg.s4_count // CONCURRENCY)
+    proto = (
+        "HTTP/2 over TLS (one TLS handshake, one more round trip, before the first request)"
+        if scen.http2
+        else "HTTP/1.1"
+    )
+    out = [
+        f"S1's downloads over {proto}, through `benchmarks/delayproxy.py`: a TCP proxy "
+        f"on 127.0.0.1 in front of nginx that releases each chunk it reads {cfg.s4_delay_ms:g} "
+        f"ms after reading it, in both directions ({rtt:g} ms a round trip), in order, with "
+        "no bandwidth cap; the TCP handshake itself is not delayed (the kernel completes it "
+        "at the proxy). A fresh proxy for each run, started and stopped untimed. The **floor** "
+        f"is {cfg.s4_count} / {CONCURRENCY} in flight × {rtt:g} ms = {rounds} round trips = "
+        f"**{cfg.s4_floor:.3f} s**: each of the {CONCURRENCY} slots has to wait one round "
+        "trip per request; **× floor** is a tool's wall over it. **connections**: how many "
+        "connections nginx logged the requests on.",
+        "",
+    ]
+    if link:
+        out += [link, ""]
+    out += [s4_table(scen, cfg, summ), ""]
+    skipped = h2_skipped(scen, cfg, tools) if scen.http2 else []
+    if skipped:
+        out += ["Not run: " + "; ".join(skipped) + ".", ""]
+    out += ["Targets (shown, not asserted):", "", *s4_targets(scen, cfg, summ), ""]
+    return out
+
+
+def link_check(cfg: Config, ng: Nginx, data: Data) -> str:
+    """S4's link measured before the rounds: sequential GETs of one small file over one
+    HTTP/1.1 keep-alive connection, through a fresh delaying proxy and straight to nginx;
+    a sentence with the medians per request."""
+    import http.client
+
+    n = 20 if cfg.smoke else 100
+
+    def per_request(port: int) -> float:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        times = []
+        try:
+            for i in range(n + 1):  # the first one opens the connection: not counted
+                t0 = time.perf_counter()
+                conn.request("GET", f"/small/{small_name(0)}")
+                r = conn.getresponse()
+                body = r.read()
+                if i:
+                    times.append(time.perf_counter() - t0)
+                check(r.status == 200 and len(body) == SMALL_SIZE, f"link check: {r.status}")
+        finally:
+            conn.close()
+        return statistics.median(times) * 1000
+
+    proxy = DelayProxy(ng.port, data.s4_delay).start()
+    try:
+        via = per_request(proxy.port)
+    finally:
+        proxy.stop()
+    direct = per_request(ng.port)
+    ng.new_log_records()
+    rtt = 2 * cfg.s4_delay_ms
+    return (
+        f"The link, measured before the rounds: {n} sequential GETs of one 10 KiB file over "
+        f"one HTTP/1.1 connection take a median **{via:.3f} ms** each through the proxy "
+        f"({rtt:g} ms nominal, so the proxy's own cost is {via - rtt - direct:+.3f} ms a round "
+        f"trip) and {direct:.3f} ms straight to nginx."
+    )
 
 
 def d2_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) -> str:
@@ -1098,8 +1412,10 @@ def write_doc(
     started: dt.datetime,
     elapsed: float,
     d2_speed: str = "",
+    link: str = "",
 ) -> None:
-    """Write the markdown report and the chart (``d2_speed``: see server_speeds)."""
+    """Write the markdown report and the chart (``d2_speed``: see server_speeds; ``link``:
+    see link_check)."""
     summ = summarize(results)
     cfg.doc.parent.mkdir(parents=True, exist_ok=True)
     chart(cfg, summ, cfg.png)
@@ -1112,8 +1428,9 @@ def write_doc(
         "",
         f"    {cfg.command}",
         "",
-        f"Medians of {cfg.rounds} round(s); all traffic is HTTP/1.1 over 127.0.0.1 to a local "
-        "nginx (D2: to `benchmarks/cutserver.py`; U2: to `@tus/server` through a cutting proxy) "
+        f"Medians of {cfg.rounds} round(s); all traffic is HTTP/1.1 (S3, S4-h2: HTTP/2 over "
+        "TLS) over 127.0.0.1 to a local nginx (S4: through a delaying proxy; D2: to "
+        "`benchmarks/cutserver.py`; U2: to `@tus/server` through a cutting proxy) "
         "on the same machine, so server and client "
         "share the CPU. **Wall** is the transfer phase as the client timed it (interpreter "
         "start-up and imports excluded; for the curl and aria2c CLIs, the whole process). "
@@ -1143,6 +1460,12 @@ def write_doc(
         if scen.base == "U2":
             out += u2_section(scen, cfg, summ)
             continue
+        if scen.delayed:
+            out += s4_section(scen, cfg, summ, tools, link)
+            continue
+        if scen.http2:
+            out += s3_section(scen, cfg, summ, tools)
+            continue
         out += [scenario_table(scen, cfg, summ), ""]
     if any(s.progress for s in cfg.scenarios):
         out += [
@@ -1161,6 +1484,23 @@ def write_doc(
         facts.append(("cut server (D2)", CUT_SERVER_FACT))
     if any(s.base == "U2" for s in cfg.scenarios):
         facts.append(("tus server (U2)", tus_fact()))
+    if any(s.http2 for s in cfg.scenarios):
+        facts.append(
+            (
+                "TLS (S3, S4-h2)",
+                "the same nginx, `listen ssl http2` (ALPN h2), a `trustme` CA and leaf "
+                "for 127.0.0.1 made at start",
+            )
+        )
+    if any(s.delayed for s in cfg.scenarios):
+        facts.append(
+            (
+                "delay proxy (S4)",
+                f"`benchmarks/delayproxy.py`, {cfg.s4_delay_ms:g} ms each way, threads in "
+                "the harness process (2 per direction per connection), `TCP_NODELAY` on both "
+                "sides",
+            )
+        )
     facts += [
         (
             t.name,
@@ -1190,11 +1530,20 @@ def write_doc(
         "costs ~600 µs of kernel CPU instead of ~30 µs, which S1 would otherwise measure. "
         "The upload source is read once before the rounds so it sits in the page cache.",
         f"- Rounds are interleaved (every scenario for every tool, then the next round) and "
-        f"the tool order rotates each round. S1 and S2 run first, all their rounds, then "
-        f"D1, U1, P1, D2 and U2. S1/S2 keep at most {CONCURRENCY} transfers in "
-        "flight: curl `--parallel --parallel-max 10`, pycurl a CurlMulti with 10 handles, "
-        "requests a ThreadPoolExecutor(10) on one Session, httpx/aiohttp a Semaphore(10), "
-        "wxtransfer its runtime's queue (Runtime(max_concurrent_*=10)).",
+        f"the tool order rotates each round. The small-file scenarios (S1 to S4) run first, "
+        f"all their rounds, then D1, U1, P1, D2 and U2. S1 to S4 keep at most {CONCURRENCY} "
+        "transfers in flight: curl `--parallel --parallel-max 10`, pycurl a CurlMulti with "
+        "10 handles (its `select` bounded by libcurl's timer), requests a "
+        "ThreadPoolExecutor(10) on one Session, httpx/aiohttp a Semaphore(10), wxtransfer "
+        "its runtime's queue (Runtime(max_concurrent_*=10)).",
+        "- S3 and S4-h2 ask each tool for HTTP/2 over TLS with 10 in flight: curl "
+        "`--http2 --cacert CA --parallel --parallel-max 10` (curl sets PIPEWAIT in parallel "
+        "mode), pycurl the same CurlMulti with `HTTP_VERSION=2TLS`, `PIPEWAIT=1` and "
+        "`CAINFO`, httpx `AsyncClient(http2=True, verify=SSLContext(CA))`, wxtransfer "
+        "`Runtime(max_concurrent_*=10, ca_file=CA)` and `enable_http2=True` on each call. "
+        "requests and aiohttp have no HTTP/2 and run only S4-h1. S4 runs S1 through "
+        "`benchmarks/delayproxy.py` with its own count (`--s4-count`, smoke 20) and delay "
+        "(`--s4-delay-ms` each way, smoke 2).",
         "- Clients: `benchmarks/clients/<tool>.py`; 1 MiB chunks where the tool lets us choose.",
         "",
     ]
@@ -1219,6 +1568,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     d2 = any(s.base == "D2" for s in cfg.scenarios)
     u2 = any(s.base == "U2" for s in cfg.scenarios)
+    s4 = any(s.delayed for s in cfg.scenarios)
     if u2:
         try:
             ensure_node_packages()  # once, not in the first U2 run
@@ -1227,14 +1577,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     data = make_data(
         cfg.size_mib,
-        cfg.count,
+        max(cfg.count, cfg.s4_count if s4 else 0),
         big=any(s.big for s in cfg.scenarios),
         d2_mib=cfg.d2_size_mib if d2 else 0,
         u2_mib=cfg.u2_size_mib if u2 else 0,
     )
     data.u2_cut = cfg.u2_cut_mib * MiB
+    data.count = cfg.count  # S1-S3 (the folder may hold more files, for S4)
+    data.s4_count, data.s4_delay = cfg.s4_count, cfg.s4_delay_ms / 1000
     shutil.rmtree(data.outdir, ignore_errors=True)  # left by an interrupted run
-    ng = Nginx(work=WORK / "nginx", root=data.www)
+    ng = Nginx(work=WORK / "nginx", root=data.www, tls=any(s.http2 for s in cfg.scenarios))
     cs = CutServer(work=WORK / "cutserver", root=data.www, cut=cfg.d2_cut_mib * MiB) if d2 else None
     try:
         ng.start()
@@ -1246,6 +1598,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         print(f"nginx on {ng.base_url}, upload endpoint: {ng.upload_mode}", flush=True)
+        if ng.tls:
+            print(f"nginx with TLS and HTTP/2 on {ng.tls_base_url}, CA {ng.ca_file}", flush=True)
         if cs is not None:
             print(f"cut server on {cs.base_url}, cutting after {cfg.d2_cut_mib} MiB", flush=True)
         if not ng.body_verified:
@@ -1259,8 +1613,11 @@ def main(argv: list[str] | None = None) -> int:
         d2_speed = server_speeds(cfg, ng, cs, data) if cs is not None else ""
         if d2_speed:
             print(d2_speed.replace("*", "").replace("`", ""), flush=True)
+        link = link_check(cfg, ng, data) if s4 else ""
+        if link:
+            print(link.replace("*", ""), flush=True)
         results = run_all(cfg, tools, ng, data, cs)
-        write_doc(cfg, tools, results, ng, started, time.monotonic() - t0, d2_speed)
+        write_doc(cfg, tools, results, ng, started, time.monotonic() - t0, d2_speed, link)
     finally:
         if cs is not None:
             cs.stop()

@@ -1,4 +1,10 @@
-"""Starts and stops a private nginx on 127.0.0.1 for the benchmarks."""
+"""Starts and stops a private nginx on 127.0.0.1 for the benchmarks.
+
+HTTP/1.1 on ``base_url``; with ``tls=True`` also HTTPS with HTTP/2 offered by ALPN on
+``tls_base_url`` (the same files and ``/upload``), its certificate a trustme leaf for
+127.0.0.1 made at start, its CA in ``ca_file``. Debian's nginx is 1.22: HTTP/2 is turned
+on with ``listen ... ssl http2`` (``http2 on;`` came with 1.25.1).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ ECHO_MODULE_CANDIDATES = (
 
 LOG_FORMAT = (
     "$request_method $uri $status $request_length $content_length $bytes_sent $request_time"
+    " $server_protocol $connection"
 )
 
 CONF_TEMPLATE = """\
@@ -53,7 +60,23 @@ http {{
 {upload_body}
         }}
     }}
-}}
+{tls_server}}}
+"""
+
+# The same site over TLS with HTTP/2 offered by ALPN (nginx 1.22 syntax).
+TLS_SERVER_TEMPLATE = """\
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {work}/tls-cert.pem;
+        ssl_certificate_key {work}/tls-key.pem;
+        root {root};
+        location / {{ }}
+        location = /upload {{
+            client_max_body_size 0;
+            client_body_buffer_size 128k;
+{upload_body}
+        }}
+    }}
 """
 
 # With the echo module nginx reads the whole body (spilling past 128 KiB into a temp
@@ -93,6 +116,8 @@ class AccessRecord:
     content_length: int | None
     bytes_sent: int
     request_time: float
+    protocol: str  # HTTP/1.1, HTTP/2.0
+    connection: int  # nginx's serial number of the connection
 
 
 @dataclass
@@ -103,7 +128,9 @@ class Nginx:
     root: Path
     nginx_bin: str = "nginx"
     force_core_upload: bool = False
+    tls: bool = False  # also serve HTTPS with HTTP/2 on tls_port
     port: int = 0
+    tls_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     upload_mode: str = ""
     _log_offset: int = field(default=0, repr=False)
@@ -124,6 +151,27 @@ class Nginx:
         return f"{self.base_url}/upload"
 
     @property
+    def tls_base_url(self) -> str:
+        """``https://127.0.0.1:TLS_PORT`` (HTTP/2 offered by ALPN)."""
+        return f"https://127.0.0.1:{self.tls_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA (PEM) that signed the TLS server's certificate."""
+        return self.work / "tls-ca.pem"
+
+    def _make_cert(self) -> None:
+        """A fresh trustme CA and a leaf for 127.0.0.1 (the key and chain for nginx)."""
+        import trustme
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        leaf.private_key_pem.write_to_path(str(self.work / "tls-key.pem"))
+        chain = b"".join(p.bytes() for p in leaf.cert_chain_pems)
+        (self.work / "tls-cert.pem").write_bytes(chain)
+
+    @property
     def access_log(self) -> Path:
         """Path of the access log."""
         return self.work / "access.log"
@@ -136,6 +184,12 @@ class Nginx:
             import pwd
 
             user = f"user {pwd.getpwuid(0).pw_name};"
+        upload_body = UPLOAD_ECHO if echo else UPLOAD_RETURN
+        tls_server = ""
+        if self.tls:
+            tls_server = TLS_SERVER_TEMPLATE.format(
+                port=self.tls_port, work=self.work, root=self.root, upload_body=upload_body
+            )
         conf = CONF_TEMPLATE.format(
             load_module=f"load_module {echo};" if echo else "",
             user=user,
@@ -143,7 +197,8 @@ class Nginx:
             root=self.root,
             port=self.port,
             log_format=LOG_FORMAT,
-            upload_body=UPLOAD_ECHO if echo else UPLOAD_RETURN,
+            upload_body=upload_body,
+            tls_server=tls_server,
         )
         path = self.work / "nginx.conf"
         path.write_text(conf)
@@ -155,9 +210,12 @@ class Nginx:
             raise RuntimeError(f"{self.nginx_bin} not found (apt-get install nginx-light)")
         self.work.mkdir(parents=True, exist_ok=True)
         (self.work / "tmp").mkdir(exist_ok=True)
+        if self.tls:
+            self._make_cert()
         last_err = ""
         for _ in range(5):
             self.port = free_port()
+            self.tls_port = free_port() if self.tls else 0
             conf = self._write_conf()
             self.access_log.write_bytes(b"")
             self._log_offset = 0
@@ -174,8 +232,10 @@ class Nginx:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                        return
+                    for port in (self.port, self.tls_port) if self.tls else (self.port,):
+                        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                            pass
+                    return
                 except OSError:
                     time.sleep(0.05)
             last_err = (self.work / "stderr.log").read_text(errors="replace")
@@ -210,10 +270,18 @@ class Nginx:
         self._log_offset += end
         out = []
         for line in data[:end].decode().splitlines():
-            m, uri, st, rl, cl, bs, rt = line.split()
+            m, uri, st, rl, cl, bs, rt, proto, conn = line.split()
             out.append(
                 AccessRecord(
-                    m, uri, int(st), int(rl), None if cl == "-" else int(cl), int(bs), float(rt)
+                    m,
+                    uri,
+                    int(st),
+                    int(rl),
+                    None if cl == "-" else int(cl),
+                    int(bs),
+                    float(rt),
+                    proto,
+                    int(conn),
                 )
             )
         return out

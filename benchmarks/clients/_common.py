@@ -13,6 +13,11 @@ Every client is run as ``python -m clients.<tool> SCENARIO URL TARGET [options]`
   proxy that cuts every connection after some bytes: up to 10 retries, each continuing from
   the server's offset; ``--chunk`` bytes per PATCH where the client is told a chunk size.
 
+S1 and S2 also run over HTTP/2 with TLS (S3) and through a delaying proxy (S4): ``--http2``
+asks for HTTP/2 (offered by ALPN; transfers to one origin multiplexed on one connection
+where the tool can) and ``--ca-file`` names the CA (PEM) that signed the server's
+certificate. The harness gives ``--http2`` only to a tool whose probe said ``"http2": true``.
+
 ``--progress`` attaches a progress listener (D1/U1 only). On success the client prints one JSON
 line with the wall and CPU time of the transfer phase only (imports and interpreter start-up
 excluded) and exits 0; on any failure it exits non-zero.
@@ -53,6 +58,8 @@ class Args:
     progress: bool
     concurrency: int
     chunk: int = 0  # U2: bytes per PATCH for a client that is told one (0: not told)
+    http2: bool = False  # S3/S4-h2: HTTP/2 over TLS, multiplexed where the tool can
+    ca_file: str = ""  # the CA (PEM) of an https:// server
 
     def small_urls(self) -> list[tuple[str, Path]]:
         """(URL, output path) pairs for S1."""
@@ -113,8 +120,14 @@ def _cpu() -> float:
 Runner = Callable[[Args, Progress | None], int]
 
 
-def main(run: Runner, version: Callable[[], str], progress: frozenset[str]) -> None:
-    """Parse argv, run one scenario, print the JSON result; ``--probe`` prints capabilities."""
+def main(
+    run: Runner,
+    version: Callable[[], str],
+    progress: frozenset[str],
+    http2: Callable[[], bool] = lambda: False,
+) -> None:
+    """Parse argv, run one scenario, print the JSON result; ``--probe`` prints capabilities
+    (``http2``: whether the tool can do HTTP/2 here)."""
     p = argparse.ArgumentParser()
     p.add_argument("--probe", action="store_true", help="print version/capabilities and exit")
     p.add_argument("scenario", nargs="?", choices=["D1", "U1", "S1", "S2", "D2", "U2"])
@@ -125,15 +138,30 @@ def main(run: Runner, version: Callable[[], str], progress: frozenset[str]) -> N
     p.add_argument("--progress", action="store_true")
     p.add_argument("--concurrency", type=int, default=10)
     p.add_argument("--chunk", type=int, default=0, help="U2: bytes per PATCH (0: not told)")
+    p.add_argument("--http2", action="store_true", help="HTTP/2 over TLS (S1/S2)")
+    p.add_argument("--ca-file", default="", help="CA (PEM) of an https:// server")
     ns = p.parse_args()
     if ns.probe:
-        print(json.dumps({"version": version(), "progress": sorted(progress)}))
+        caps = {"version": version(), "progress": sorted(progress), "http2": http2()}
+        print(json.dumps(caps))
         return
     if ns.scenario is None or ns.url is None or ns.target is None:
         p.error("scenario, url and target are required")
     args = Args(
-        ns.scenario, ns.url, ns.target, ns.count, ns.size, ns.progress, ns.concurrency, ns.chunk
+        ns.scenario,
+        ns.url,
+        ns.target,
+        ns.count,
+        ns.size,
+        ns.progress,
+        ns.concurrency,
+        ns.chunk,
+        ns.http2,
+        ns.ca_file,
     )
+    if args.http2 and not http2():
+        print("HTTP/2 not supported by this tool here", file=sys.stderr)
+        sys.exit(3)
     if args.progress and args.scenario not in progress:
         print(f"progress not supported for {args.scenario}", file=sys.stderr)
         sys.exit(3)

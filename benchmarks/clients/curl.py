@@ -50,6 +50,10 @@ def build(args: Args, workdir: Path) -> list[str]:
     if args.scenario == "U1":
         form = ["-F", f"file=@{args.target}", "-F", "user=bench"]
         return ["curl", *quiet, "-f", *form, "-o", "/dev/null", "-w", WRITE_OUT, args.url]
+    # --http2 and --cacert are per-operation options that `next` resets: one of each per block
+    tls = [f"cacert = {_q(args.ca_file)}"] if args.ca_file else []
+    if args.http2:
+        tls.append("http2")
     lines = []
     for i in range(args.count):
         if args.scenario == "S1":
@@ -64,7 +68,7 @@ def build(args: Args, workdir: Path) -> list[str]:
                 'form = "user=bench"',
                 f"output = {_q('/dev/null')}",
             ]
-        lines += [f"write-out = {_q(WRITE_OUT)}", "fail", "next"]
+        lines += [*tls, f"write-out = {_q(WRITE_OUT)}", "fail", "next"]
     cfg = workdir / f"curl-{args.scenario}.cfg"
     cfg.write_text("\n".join(lines[:-1]) + "\n")
     par = ["--parallel", "--parallel-max", str(args.concurrency)]
@@ -94,6 +98,16 @@ def verify(args: Args, stdout: str) -> int:
     return args.small_upload_bytes()
 
 
+def http2() -> bool:
+    """curl built with HTTP/2 (``HTTP2`` among the features of ``curl --version``)."""
+    exe = shutil.which("curl")
+    if exe is None:
+        return False
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10)
+    feats = [ln for ln in out.stdout.splitlines() if ln.startswith("Features:")]
+    return bool(feats) and "HTTP2" in feats[0].split()
+
+
 def version() -> str:
     """First line of ``curl --version``."""
     exe = shutil.which("curl")
@@ -117,11 +131,24 @@ def main() -> None:
     p.add_argument("--size", type=int, default=-1)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--http2", action="store_true")
+    p.add_argument("--ca-file", default="")
     ns = p.parse_args()
     if ns.probe:
-        print(json.dumps({"version": version(), "progress": sorted(PROGRESS)}))
+        caps = {"version": version(), "progress": sorted(PROGRESS), "http2": http2()}
+        print(json.dumps(caps))
         return
-    args = Args(ns.scenario, ns.url, ns.target, ns.count, ns.size, ns.progress, ns.concurrency)
+    args = Args(
+        ns.scenario,
+        ns.url,
+        ns.target,
+        ns.count,
+        ns.size,
+        ns.progress,
+        ns.concurrency,
+        http2=ns.http2,
+        ca_file=ns.ca_file,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         argv = build(args, Path(tmp))
         t0 = time.perf_counter()

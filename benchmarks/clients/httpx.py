@@ -1,8 +1,11 @@
-"""httpx client: Client.stream + iter_bytes(1 MiB); AsyncClient + Semaphore(10) for S1/S2."""
+"""httpx client: Client.stream + iter_bytes(1 MiB); AsyncClient + Semaphore(10) for S1/S2
+(with ``--http2``: ``AsyncClient(http2=True)``, which needs the ``h2`` package; httpcore then
+multiplexes the requests on one connection)."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 
 import httpx
@@ -10,6 +13,20 @@ import httpx
 from clients._common import CHUNK, Args, Progress, check, check_file, check_upload, main
 
 TIMEOUT = httpx.Timeout(None)  # no timeouts: the harness bounds the run
+
+
+def _http2() -> bool:
+    """httpx's HTTP/2 needs the h2 package (``pip install httpx[http2]``)."""
+    try:
+        import h2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _verify(args: Args) -> ssl.SSLContext | bool:
+    """The CA of an https:// server as an SSL context (httpx 0.28 wants no path)."""
+    return ssl.create_default_context(cafile=args.ca_file) if args.ca_file else True
 
 
 def download(args: Args, prog: Progress | None) -> int:
@@ -57,7 +74,7 @@ async def many(args: Args) -> int:
                 r = await client.post(args.url, files=files, data={"user": "bench"})
         check_upload(r.status_code, r.content)
 
-    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=TIMEOUT, http2=args.http2, verify=_verify(args)) as client:
         if args.scenario == "S1":
             await asyncio.gather(*(get(client, u, o) for u, o in args.small_urls()))
             return args.count * args.size
@@ -75,4 +92,4 @@ def run(args: Args, prog: Progress | None) -> int:
 
 
 if __name__ == "__main__":
-    main(run, lambda: f"httpx {httpx.__version__}", frozenset({"D1"}))
+    main(run, lambda: f"httpx {httpx.__version__}", frozenset({"D1"}), _http2)

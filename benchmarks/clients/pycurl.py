@@ -1,4 +1,6 @@
-"""pycurl client: easy handle for D1/U1, CurlMulti with 10 reused handles for S1/S2."""
+"""pycurl client: easy handle for D1/U1, CurlMulti with 10 reused handles for S1/S2 (with
+``--http2``: HTTP_VERSION 2TLS and PIPEWAIT, so the multi handle multiplexes them on one
+connection)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ def _easy() -> Any:
     c.setopt(pycurl.BUFFERSIZE, CHUNK)
     c.setopt(pycurl.NOSIGNAL, 1)
     return c
+
+
+def _http2() -> bool:
+    """libcurl built with nghttp2."""
+    return bool(pycurl.version_info()[4] & pycurl.VERSION_HTTP2)
 
 
 def _attach_progress(c: Any, prog: Progress, upload: bool) -> None:
@@ -81,6 +88,12 @@ def many(args: Args, upload_: bool) -> int:
     """S1/S2: a CurlMulti driving at most ``concurrency`` reused easy handles."""
     m = pycurl.CurlMulti()
     free = [_easy() for _ in range(args.concurrency)]
+    for c in free:
+        if args.ca_file:
+            c.setopt(pycurl.CAINFO, args.ca_file)
+        if args.http2:
+            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
+            c.setopt(pycurl.PIPEWAIT, 1)  # wait for a connection being made, to multiplex
     if upload_:
         jobs: deque[tuple[str, Path]] = deque((args.url, p) for p in args.small_files())
     else:
@@ -124,8 +137,14 @@ def many(args: Args, upload_: bool) -> int:
                 done += 1
             if not queued:
                 break
+        if jobs and free:
+            continue  # start the next transfers at once, before waiting on the sockets
         if active:
-            m.select(1.0)
+            # Wait for a socket, but no longer than libcurl's own timer (-1: none set): a
+            # transfer held back by PIPEWAIT or just added may have nothing to wait on yet.
+            wait = m.timeout()
+            if wait != 0:
+                m.select(wait / 1000 if 0 < wait < 1000 else 1.0)
     check(done == args.count, f"{done} of {args.count} transfers")
     return args.small_upload_bytes() if upload_ else done * args.size
 
@@ -140,4 +159,4 @@ def run(args: Args, prog: Progress | None) -> int:
 
 
 if __name__ == "__main__":
-    main(run, lambda: str(pycurl.version), frozenset({"D1", "U1"}))
+    main(run, lambda: str(pycurl.version), frozenset({"D1", "U1"}), _http2)

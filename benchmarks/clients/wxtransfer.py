@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import pycurl
+
 import wxtransfer
 from clients._common import (
     D2_RETRIES,
@@ -29,6 +31,11 @@ def _version() -> str:
         return f"wxtransfer {version('wxtransfer')}"
     except Exception:
         return f"wxtransfer {getattr(wxtransfer, '__version__', '?')}"
+
+
+def _http2() -> bool:
+    """wxtransfer's HTTP/2 is libcurl's (through pycurl), built with nghttp2 or not."""
+    return bool(pycurl.version_info()[4] & pycurl.VERSION_HTTP2)
 
 
 def download(args: Args, prog: Progress | None) -> int:
@@ -79,17 +86,25 @@ def resumable(args: Args) -> int:
 
 
 def many(args: Args) -> int:
-    """S1/S2: start every task at once; the runtime keeps at most 10 in flight."""
+    """S1/S2 (and S3/S4): start every task at once; the runtime keeps at most 10 in flight.
+    With ``--http2`` each call has ``enable_http2=True``: libcurl offers h2 by ALPN and,
+    with PIPEWAIT, multiplexes the runtime's transfers to one origin on one connection."""
     rt_cls = getattr(wxtransfer, "Runtime", None)
+    opts: dict[str, Any] = {"ca_file": args.ca_file} if args.ca_file else {}
     ctx: Any = (
-        rt_cls(max_concurrent_downloads=args.concurrency, max_concurrent_uploads=args.concurrency)
+        rt_cls(
+            max_concurrent_downloads=args.concurrency,
+            max_concurrent_uploads=args.concurrency,
+            **opts,
+        )
         if rt_cls is not None
         else contextlib.nullcontext(wxtransfer)
     )
+    h2: dict[str, Any] = {"enable_http2": True} if args.http2 else {}
     with ctx as api:
         if args.scenario == "S1":
             pairs = args.small_urls()
-            tasks = [api.download_file(u, file_path=str(o), timeout=0) for u, o in pairs]
+            tasks = [api.download_file(u, file_path=str(o), timeout=0, **h2) for u, o in pairs]
             for task, (_, out) in zip(tasks, pairs, strict=True):
                 res = task.result()
                 check(res.status_code == 200, f"status {res.status_code}")
@@ -97,7 +112,7 @@ def many(args: Args) -> int:
             return args.count * args.size
         files = args.small_files()
         tasks = [
-            api.upload_file(args.url, str(p), "file", form_data={"user": "bench"}, timeout=0)
+            api.upload_file(args.url, str(p), "file", form_data={"user": "bench"}, timeout=0, **h2)
             for p in files
         ]
         for task in tasks:
@@ -120,4 +135,4 @@ def run(args: Args, prog: Progress | None) -> int:
 
 
 if __name__ == "__main__":
-    main(run, _version, frozenset({"D1", "U1"}))
+    main(run, _version, frozenset({"D1", "U1"}), _http2)
