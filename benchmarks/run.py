@@ -1404,6 +1404,39 @@ def machine(ng: Nginx) -> list[tuple[str, str]]:
     ]
 
 
+# What limits wxtransfer on many small transfers, as measured on this machine (per-thread
+# CPU from /proc, yappi and py-spy profiles, strace): kept here so each run's doc says it.
+SMALL_TRANSFER_LIMITS = [
+    "## What limits the small transfers",
+    "",
+    "Measured with per-thread CPU times, profiles and strace of 1000 S1 downloads and 1000 "
+    "S2 uploads (`Runtime(max_concurrent_*=10)`) against this nginx:",
+    "",
+    "- **S1 (downloads)**: about 0.3 ms of CPU per download against pycurl's bare loop's "
+    "0.08 ms, on three threads. The engine thread (~0.13-0.16 ms, libcurl's own work "
+    "included) takes the GIL about a dozen times per transfer (pycurl calls back into "
+    "Python for each header line and body chunk) and runs ~40 µs of Python: the head "
+    "parsed into `Headers`, the flow, the result with its profile (14 `getinfo`), the "
+    "queue. The writer thread (~0.11 ms, mostly kernel) creates a part file, writes, "
+    "closes and renames it: a file never carries its final name before it is complete, "
+    "and on this ext4 (`discard`) the rename costs about what the create does, where "
+    "pycurl's loop writes to the final name. The caller's thread (~0.05 ms) makes the task "
+    "and checks the arguments (a `stat` and an `access` of the target folder).",
+    "- **S2 (uploads)**: no file on the client side; the gap to pycurl is the Python per "
+    "transfer: the checks and the task on the caller's thread, the multipart body built "
+    "in one piece, the head, the result and its profile on the engine thread.",
+    "- **S3 (HTTP/2)**: the same per-transfer costs as S1 and S2; HTTP/2 itself (TLS, "
+    "framing, one connection) costs every tool about the same.",
+    "- **S4 (20 ms round trip)**: the network sets the pace; every tool is within a few "
+    "per cent of the floor, and the per-transfer CPU above adds about 1 % on HTTP/2.",
+    "",
+    "Not yet tried: reusing easy handles instead of `duphandle`/`close` per transfer, "
+    "reading the profile only when asked for, a result without `Headers` until read, "
+    "and one GIL round trip for the whole head.",
+    "",
+]
+
+
 def write_doc(
     cfg: Config,
     tools: list[Tool],
@@ -1478,6 +1511,8 @@ def write_doc(
             progress_table(cfg, summ),
             "",
         ]
+    if any(s.base in ("S1", "S2", "S3", "S4") for s in cfg.scenarios):
+        out += SMALL_TRANSFER_LIMITS
     out += [f"![throughput by tool]({cfg.png.name})", "", "## Machine and versions", ""]
     facts = machine(ng)
     if any(s.base == "D2" for s in cfg.scenarios):
