@@ -23,15 +23,11 @@ from click.testing import CliRunner, Result
 from tests.servers import free_port
 from tests.servers.app import pattern
 from tests.servers.rawsock import RawServer, build_response, respond
-from wxtransfer._cli import (
-    cli,
-    content_disposition_filename,
-    move_into_place,
-    parse_size,
-    remote_file_name,
-    safe_file_name,
-)
+from wxtransfer._files import move_into_place
 from wxtransfer._server import DevServer
+from wxtransfer.cli import cli
+from wxtransfer.cli.names import content_disposition_filename, remote_file_name, safe_file_name
+from wxtransfer.cli.options import parse_size
 
 SUBPROCESS_TIMEOUT = 60
 
@@ -208,9 +204,9 @@ def test_move_into_place_never_overwrites(tmp_path: Path) -> None:
     src.write_bytes(b"new")
     dest.write_bytes(b"old")
     with pytest.raises(FileExistsError):
-        move_into_place(str(src), str(dest), force=False)
+        move_into_place(str(src), str(dest), replace=False)
     assert dest.read_bytes() == b"old" and src.exists()
-    move_into_place(str(src), str(dest), force=True)
+    move_into_place(str(src), str(dest), replace=True)
     assert dest.read_bytes() == b"new" and not src.exists()
 
 
@@ -236,7 +232,7 @@ def test_move_into_place_across_file_systems(
 
     monkeypatch.setattr(os, "link", fake_link)
     monkeypatch.setattr(os, "replace", fake_replace)
-    move_into_place(str(src), str(dest), force=force)
+    move_into_place(str(src), str(dest), replace=force)
     assert dest.read_bytes() == b"payload"
     assert not src.exists()
     assert listing(dest.parent) == ["dest"]  # no .wxpart left over
@@ -385,7 +381,7 @@ def test_download_output_path(server: Any, work: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (work / "dir" / "in-dir.txt").read_bytes() == pattern(1000)
     result = invoke("download", server.url + "/bytes/5000", "-o", "missing/x.bin")
-    assert result.exit_code == 1
+    assert result.exit_code == 23  # curl's write error
     assert "no such folder" in result.stderr
     assert listing(work) == ["dir", "sub.bin"]
 
@@ -449,13 +445,13 @@ def test_download_timeout_exits_28(server: Any, work: Path, path: str) -> None:
     assert json.loads(result.stderr) == {"errMsg": "downloadFile:fail timeout", "errno": 5}
 
 
-def test_download_network_failures_exit_1(server: Any, work: Path) -> None:
+def test_download_network_failures_exit_with_curls_code(server: Any, work: Path) -> None:
     port = free_port()
     result = invoke("download", f"http://127.0.0.1:{port}/x")
-    assert result.exit_code == 1
+    assert result.exit_code == 7  # curl's "could not connect"
     assert result.stderr.startswith("Error: downloadFile:fail")
     result = invoke("download", server.url + "/truncated/100000", "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == 18  # curl's "partial file"
     assert json.loads(result.stderr)["errno"] in (600001, 600003)
     assert listing(work) == []
     no_traceback(result)
@@ -552,7 +548,7 @@ def test_remote_name_with_a_raw_nul_in_content_disposition(tmp_path: Path, work:
     if result.exit_code == 0:
         assert listing(work) == ["b.txt"]
     else:
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 8, result.output  # curl's "weird server reply"
         assert listing(work) == []
     assert_nothing_escaped(tmp_path, work)
 

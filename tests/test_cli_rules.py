@@ -21,8 +21,8 @@ from click.testing import CliRunner, Result
 
 import wxtransfer
 from tests.servers.tls import Pki, Received, Reply, TLSServer
-from wxtransfer import _cli
-from wxtransfer._cli import cli, parse_resolve
+from wxtransfer.cli import cli
+from wxtransfer.cli.options import RuntimeSettings, parse_resolve
 
 APP_ID = "wx0123456789abcdef"
 REFERER = f"https://servicewechat.com/{APP_ID}/devtools/page-frame.html"
@@ -91,14 +91,14 @@ def sample(tmp_path: Path) -> Path:
 def runtimes(monkeypatch: pytest.MonkeyPatch) -> list[wxtransfer.Runtime]:
     """Every runtime the CLI builds, to check it got the options and was closed."""
     made: list[wxtransfer.Runtime] = []
-    build = _cli.RuntimeSettings.build
+    build = RuntimeSettings.build
 
-    def recording(self: _cli.RuntimeSettings) -> wxtransfer.Runtime:
+    def recording(self: RuntimeSettings) -> wxtransfer.Runtime:
         rt = build(self)
         made.append(rt)
         return rt
 
-    monkeypatch.setattr(_cli.RuntimeSettings, "build", recording)
+    monkeypatch.setattr(RuntimeSettings, "build", recording)
     return made
 
 
@@ -293,7 +293,7 @@ def test_upload_refused_http(server: TLSServer, sample: Path) -> None:
 def test_cacert_is_needed_for_the_trustme_ca(server: TLSServer, pki: Pki, work: Path) -> None:
     common = ["download", f"https://{DL}/a.bin", "-o", "a.bin", "--download-domain", DL]
     without = invoke(*common, *rules_args(server, DL))
-    assert without.exit_code == 1
+    assert without.exit_code == 60  # curl's "peer certificate cannot be authenticated"
     assert without.stderr.startswith("Error: downloadFile:fail TLS")
     assert "[rule: valid certificate]" in without.stderr
     assert os.listdir(work) == []
@@ -309,7 +309,7 @@ def test_resolve_and_cacert_without_rules(server: TLSServer, pki: Pki, work: Pat
     args = ["download", "https://files.example.com/b.bin", "-o", "b.bin", "-q"]
     args += ["--resolve", f"files.example.com:{server.address}"]
     without = invoke(*args)
-    assert without.exit_code == 1
+    assert without.exit_code == 60
     assert "TLS" in without.stderr or "certificate" in without.stderr
 
     result = invoke(*args, "--cacert", pki.ca_file)

@@ -28,7 +28,7 @@ import pytest
 
 from tests.servers.app import pattern
 from tests.servers.rawsock import RawServer, build_response, respond, wait_until_closed
-from wxtransfer._cli import MoveCancelled, move_into_place
+from wxtransfer._files import MoveCancelled, move_into_place
 
 #: Announced by the drip server: far more than a test ever lets it send.
 BIG = 300 * 1024 * 1024
@@ -333,7 +333,7 @@ def test_a_cancelled_copy_across_file_systems_leaves_nothing(tmp_path: Path) -> 
     try:
         for force in (False, True):
             with pytest.raises(MoveCancelled):
-                move_into_place(str(src), str(dest_dir / "out.bin"), force=force, cancel=cancel)
+                move_into_place(str(src), str(dest_dir / "out.bin"), replace=force, cancel=cancel)
             assert list(dest_dir.iterdir()) == []
             assert src.read_bytes() == pattern(3 * 1024 * 1024)
     finally:

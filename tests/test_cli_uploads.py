@@ -73,7 +73,7 @@ def test_resumable_upload_continues_with_the_same_command(tmp_path: Path, tus: T
     with CutProxy("127.0.0.1", port, cut_after=1_500_000, cuts=1) as cutting:
         url = cutting.url_for("/files/")
         first = cli(tmp_path, "upload", "--resumable", url, "v.bin", "-F", "kind=video")
-        assert first.returncode == 1
+        assert first.returncode in (18, 52, 55, 56), first.stderr  # curl's cut connection
         assert "run the same command again to continue" in first.stderr
         second = cli(tmp_path, "upload", "--resumable", url, "v.bin", "-F", "kind=video")
         assert second.returncode == 0, second.stderr

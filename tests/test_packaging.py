@@ -272,7 +272,7 @@ def test_command_without_cli_extra(
 ) -> None:
     from wxtransfer import __main__
 
-    _hide(monkeypatch, "click", "_cli", "_demo")
+    _hide(monkeypatch, "click", "cli", "_demo")
     with pytest.raises(SystemExit) as exit_info:
         __main__.main()
     assert exit_info.value.code == 1
@@ -288,10 +288,10 @@ def test_serve_and_demo_without_server_extra(
 ) -> None:
     from click.testing import CliRunner
 
-    from wxtransfer import _cli
+    from wxtransfer.cli import cli
 
     _hide(monkeypatch, "aiohttp", "_server", "_server_tus", "_server_page", "_demo")
-    result = CliRunner().invoke(_cli.cli, command)
+    result = CliRunner().invoke(cli, command)
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert result.output == (  # stderr (click < 8.2 mixes it into output, later ones too)

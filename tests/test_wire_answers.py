@@ -338,7 +338,7 @@ def test_header_keeps_the_servers_names_and_looks_up_in_any_case(
 def test_cli_json_shows_the_servers_header_names(
     tmp_path: Path, raw_server: RawFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wxtransfer._cli import cli
+    from wxtransfer.cli import cli
 
     srv = raw_server(respond(MIXED_HEAD))
     monkeypatch.chdir(tmp_path)

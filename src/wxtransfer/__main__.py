@@ -26,7 +26,11 @@ def missing_extra(exc: ImportError) -> str | None:
 def main() -> None:
     """Console-script entry point: the command line, or which extra it needs."""
     try:
-        from ._cli import main as cli_main
+        # The extra's own modules first: the command line's may be loaded already.
+        import click  # noqa: F401
+        import rich  # noqa: F401
+
+        from .cli import main as cli_main
     except ModuleNotFoundError as exc:
         extra = missing_extra(exc)
         if extra is None:

@@ -4,6 +4,9 @@ Starts a :class:`~wxtransfer._server.DevServer` on a free loopback port with a t
 root, writes a random sample file, uploads it, downloads it back from the ``url`` the
 server returned, and compares sha256 digests. Then a resumable upload (tus) of the same
 file: paused at about half, continued by a second call that sends only the rest.
+
+The demo sits below the command line and imports none of it: ``wxtransfer demo`` lends it
+the command line's signal handling, progress bars and failure exits as :class:`DemoTools`.
 """
 
 from __future__ import annotations
@@ -12,39 +15,64 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from . import _errors as errors
-from ._cli import (
-    EXIT_FAILURE,
-    Interrupt,
-    PlainReporter,
-    Reporter,
-    RichReporter,
-    exit_failure,
-    exit_interrupted,
-    human_size,
-    wait,
-)
 from ._runtime import Runtime
 from ._server import DevServer
 
-__all__ = ["file_sha256", "make_sample", "run"]
+__all__ = ["DemoTools", "file_sha256", "make_sample", "run"]
 
 _BLOCK = 1024 * 1024
+_EXIT_FAILURE = 1
 
 
-def make_sample(path: Path, size: int, interrupt: Interrupt | None = None) -> str:
+class Interrupted(Protocol):
+    """A stop signal's flag (the command line's ``Interrupt``)."""
+
+    @property
+    def interrupted(self) -> bool: ...
+
+    @property
+    def exit_code(self) -> int: ...
+
+
+class Bar(Protocol):
+    def update(self, done: int, total: int) -> None: ...
+
+
+class Bars(Protocol):
+    def track(self, label: str, total: int | None = None) -> Bar: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DemoTools:
+    """What the command line lends the demo: a stop-signal guard, waiting on a task
+    (aborting it on a signal), progress bars, sizes for people, and the exits of a
+    failure and of a stop signal."""
+
+    interrupt: Callable[[], AbstractContextManager[Interrupted]]
+    wait: Callable[[Any, Any], Any]
+    reporter: Callable[[], AbstractContextManager[Bars]]
+    human_size: Callable[[float], str]
+    fail: Callable[[errors.TransferError], NoReturn]
+    interrupted: Callable[[str, int], NoReturn]
+
+
+def make_sample(path: Path, size: int, interrupt: Interrupted | None = None) -> str:
     """Write ``size`` random bytes to ``path`` in 1 MiB blocks; return their sha256."""
     digest = hashlib.sha256()
     with open(path, "xb") as f:
@@ -67,30 +95,26 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _demo_reporter() -> Iterator[Reporter]:
-    if sys.stderr.isatty():
-        reporter: Reporter = RichReporter(Console(stderr=True, force_terminal=True))
-    else:
-        reporter = PlainReporter()
-    with reporter:
-        yield reporter
-
-
-def _rate(size: int, seconds: float) -> str:
-    return f"{human_size(size / seconds)}/s" if seconds > 0 else "-"
-
-
-def run(size: int) -> None:
+def run(size: int, tools: DemoTools) -> None:
     """Upload a ``size``-byte sample to a local dev server, download it back, compare.
 
     Exits (``click.exceptions.Exit``) with 1 when the bytes differ, 130 on Ctrl-C.
     """
+    human_size, wait = tools.human_size, tools.wait
+
+    def exit_failure(exc: errors.TransferError, *, as_json: bool = False) -> NoReturn:
+        tools.fail(exc)
+
+    def exit_interrupted(api: str, *, as_json: bool = False, code: int) -> NoReturn:
+        tools.interrupted(api, code)
+
+    def _rate(size: int, seconds: float) -> str:
+        return f"{human_size(size / seconds)}/s" if seconds > 0 else "-"
 
     out = Console()
     out.print(f"[bold]wxtransfer demo[/]: round trip of {human_size(size)} ({size} bytes)")
     with contextlib.ExitStack() as stack:
-        interrupt = stack.enter_context(Interrupt())
+        interrupt = stack.enter_context(tools.interrupt())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wxtransfer-demo-")))
         server = stack.enter_context(DevServer(tmp / "root"))
         runtime = stack.enter_context(Runtime(temp_dir=tmp / "temp"))
@@ -101,7 +125,7 @@ def run(size: int) -> None:
         except KeyboardInterrupt:
             exit_interrupted("uploadFile", as_json=False, code=interrupt.exit_code)
 
-        with _demo_reporter() as reporter:
+        with tools.reporter() as reporter:
 
             def finish(task: Any, api: str) -> Any:
                 """Wait for one leg; a failure or Ctrl-C ends the demo with its exit code."""
@@ -219,4 +243,4 @@ def run(size: int) -> None:
         out.print("[bold green]OK[/]: the bytes that came back are the bytes that went up")
     else:
         out.print("[bold red]MISMATCH[/]: the bytes differ")
-        raise click.exceptions.Exit(EXIT_FAILURE)
+        raise click.exceptions.Exit(_EXIT_FAILURE)

@@ -33,10 +33,13 @@ from ._errors import Errno, FileError, InvalidArgumentError
 from ._results import FileInfo, SavedFileInfo
 
 __all__ = [
+    "MoveCancelled",
     "SavedFileStore",
     "TempFolder",
     "UploadCheckpoints",
     "default_home",
+    "move_into_place",
+    "new_file_mode",
     "remove_upload_checkpoint",
     "save_upload_checkpoint",
     "sweep_abandoned",
@@ -74,6 +77,151 @@ def _fsync_dir(folder: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# ------------------------------------------------------------------ moving a finished file
+
+_BLOCK = 1 << 20
+#: errno values of a link or rename that cannot be done here, where a copy can.
+_NO_LINK = frozenset(
+    {
+        errno_codes.EXDEV,
+        errno_codes.EPERM,
+        errno_codes.ENOTSUP,
+        errno_codes.EOPNOTSUPP,
+        errno_codes.EMLINK,
+        errno_codes.ENOSYS,
+    }
+)
+
+
+def _process_umask() -> int:
+    """The process's umask, read without changing it where the system allows.
+
+    ``os.umask`` can only read the mask by setting it, for every thread at once: another
+    thread creating a file meanwhile would get the wrong permissions. Linux (4.7+) shows it
+    in ``/proc/self/status``; elsewhere the set-and-restore is the only way, and it sets
+    0o077 for that moment so that such a file is private rather than open to all.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The permissions a newly created file gets: 0o666 less the umask (SPEC §5)."""
+    return 0o666 & ~_process_umask()
+
+
+class MoveCancelled(Exception):
+    """:func:`move_into_place` stopped because its ``cancel`` event was set; nothing was
+    put in place and nothing of the move is left beside the destination."""
+
+
+def _copy_exclusive(
+    src: str, dest: str, cancel: threading.Event | None, *, durable: bool, mode: int
+) -> None:
+    """Copy ``src`` to ``dest`` created exclusively (fails if ``dest`` exists); no
+    ``dest`` is left when it fails or once ``cancel`` is set (:class:`MoveCancelled`)."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with open(src, "rb") as fin, os.fdopen(fd, "wb", closefd=False) as fout:
+            while block := fin.read(_BLOCK):
+                if cancel is not None and cancel.is_set():
+                    raise MoveCancelled(dest)
+                fout.write(block)
+            fout.flush()
+            if durable:
+                os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(dest)
+        raise
+    os.close(fd)
+
+
+def move_into_place(
+    src: str,
+    dest: str,
+    *,
+    replace: bool = False,
+    mode: int | None = None,
+    durable: bool = False,
+    cancel: threading.Event | None = None,
+) -> None:
+    """Move the finished file ``src`` to ``dest``, never overwriting unless ``replace``.
+
+    The one move of the library's saved files and the CLI's downloads. Without
+    ``replace`` the new name is made with ``link()`` (atomic, ``FileExistsError`` if
+    ``dest`` exists, a symlink included); where no link can be made (another file system,
+    no hard links) the file is copied beside ``dest`` first, then linked or created
+    exclusively. ``mode``: the permissions ``dest`` gets (set before it has its name;
+    None keeps ``src``'s). ``durable``: ``dest`` and its folder are fsynced before it
+    returns. :class:`MoveCancelled` when ``cancel`` is set before a copy is in place
+    (``src`` is then left as it was).
+    """
+    linked = True
+    if mode is not None:
+        try:
+            os.chmod(src, mode)  # on src, before the new name: dest never shows src's mode
+        except OSError:  # cannot set it here: make a new file instead
+            linked = False
+    if linked:
+        try:
+            if replace:
+                os.replace(src, dest)
+            else:
+                os.link(src, dest)
+                os.unlink(src)
+            if durable:
+                _fsync_file_and_folder(dest)
+            return
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+    if not replace and os.path.lexists(dest):
+        raise FileExistsError(errno_codes.EEXIST, "File exists", dest)
+    folder, base = os.path.split(os.path.abspath(dest))
+    part = os.path.join(folder, f".{base[:200]}.{secrets.token_hex(4)}.wxpart")
+    copy_mode = mode if mode is not None else stat.S_IMODE(os.stat(src).st_mode)
+    try:
+        _copy_exclusive(src, part, cancel, durable=durable, mode=copy_mode)
+        with contextlib.suppress(OSError):  # the umask narrowed os.open's mode
+            os.chmod(part, copy_mode)
+        if cancel is not None and cancel.is_set():
+            raise MoveCancelled(dest)
+        if replace:
+            os.replace(part, dest)
+        else:
+            try:
+                os.link(part, dest)
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links here: create exclusively and copy again
+                _copy_exclusive(part, dest, cancel, durable=durable, mode=copy_mode)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+    if durable:
+        _fsync_file_and_folder(dest)
+    with contextlib.suppress(OSError):
+        os.unlink(src)
+
+
+def _fsync_file_and_folder(path: str) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 _TEMP_PREFIX = "wxtransfer-"
@@ -257,38 +405,13 @@ class SavedFileStore:
         else:
             ext = os.path.splitext(temp)[1]
             target = os.path.join(self._ensure_root(), f"{secrets.token_hex(12)}{ext}")
+        now = time.time()
         try:
-            self._move_exclusive(temp, target)
+            os.utime(temp, (now, now))  # the saved file's createTime
+            move_into_place(temp, target, durable=True)
         except OSError as exc:
             raise _file_error(api, exc, target) from exc
         return target
-
-    @staticmethod
-    def _move_exclusive(source: str, target: str) -> None:
-        """Move without ever replacing an existing file; durable when it returns."""
-        folder = os.path.dirname(target)
-        now = time.time()
-        os.utime(source, (now, now))
-        try:
-            os.link(source, target)  # fails with EEXIST instead of overwriting
-        except OSError as exc:
-            if exc.errno != errno_codes.EXDEV:
-                raise
-            part = os.path.join(folder, f".{os.path.basename(target)}.{secrets.token_hex(4)}.part")
-            dst = open(part, "xb")  # closed by the with below
-            try:
-                with open(source, "rb") as src, dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-                os.link(part, target)
-            finally:  # copied and linked, or failed (a full disk): the part goes either way
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(part)
-        with open(target, "rb") as f:
-            os.fsync(f.fileno())
-        _fsync_dir(folder)
-        os.unlink(source)
 
     def list(self) -> list[SavedFileInfo]:
         if not self.root.is_dir():
