@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import importlib.metadata
 import os
@@ -16,7 +17,7 @@ import signal
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,7 +42,7 @@ from ._rules import WeChatRules
 from ._task import DownloadTask, Task, UploadTask
 from ._transport import TransportConfig
 
-__all__ = ["Runtime", "default_runtime", "set_default_runtime"]
+__all__ = ["Runtime", "before_start", "default_runtime", "set_default_runtime"]
 
 
 def _package_version() -> str:
@@ -81,6 +82,22 @@ def _system_ca_bundle() -> str | None:
 
 
 _T = TypeVar("_T", UploadTask, DownloadTask)
+
+_BEFORE_START: contextvars.ContextVar[Callable[[Task[Any, Any]], object] | None] = (
+    contextvars.ContextVar("wxtransfer_before_start", default=None)
+)
+
+
+@contextlib.contextmanager
+def before_start(prepare: Callable[[Task[Any, Any]], object]) -> Iterator[None]:
+    """Within the block, each call's task is handed to ``prepare`` before it is started:
+    the CLI attaches its listeners there, so that no event (a retry is not replayed) can
+    come before them."""
+    token = _BEFORE_START.set(prepare)
+    try:
+        yield
+    finally:
+        _BEFORE_START.reset(token)
 
 
 class Runtime:
@@ -346,6 +363,9 @@ class Runtime:
             fail=fail if callable(fail) else None,
             complete=complete if callable(complete) else None,
         )
+        prepare = _BEFORE_START.get()
+        if prepare is not None:
+            prepare(task)
         try:
             check_callbacks(api, success, fail, complete)
             request = validate()

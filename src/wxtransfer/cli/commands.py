@@ -21,7 +21,8 @@ from rich.console import Console
 from .. import _errors as errors
 from .._options import TimeoutUnitWarning
 from .._results import UploadProgress
-from .._runtime import __version__
+from .._runtime import __version__, before_start
+from .._task import Task, UploadTask
 from .download import DownloadOptions, Target, run_downloads, show_retries
 from .exit import (
     ExitStatus,
@@ -250,28 +251,33 @@ def upload(
         settings.build() as runtime,
         make_reporter(quiet or silent) as reporter,
     ):
-        if resumable:
-            assert file is not None
-            task = runtime.upload_resumable(
-                url, file, metadata=fields, header=header, **robust.kwargs()
-            )
-        else:
-            task = runtime.upload_file(
-                url,
-                files=files,
-                header=header,
-                form_data=fields,
-                max_redirects=max_redirs,
-                **robust.kwargs(),
-            )
         label = "upload " + ", ".join(os.path.basename(path) for _, path in files)
         tracker = reporter.track(label)
-        show_retries(task, tracker, label, robust)
 
         def on_progress(p: UploadProgress) -> None:
             tracker.update(p.total_bytes_sent, p.total_bytes_expected_to_send)
 
-        task.on_progress_update(on_progress)
+        def listen(task: Task[Any, Any]) -> None:
+            """Before the transfer starts: a retry event is not replayed to a late listener."""
+            show_retries(task, tracker, label, robust)
+            task.on_progress_update(on_progress)
+
+        with before_start(listen):
+            task: UploadTask
+            if resumable:
+                assert file is not None
+                task = runtime.upload_resumable(
+                    url, file, metadata=fields, header=header, **robust.kwargs()
+                )
+            else:
+                task = runtime.upload_file(
+                    url,
+                    files=files,
+                    header=header,
+                    form_data=fields,
+                    max_redirects=max_redirs,
+                    **robust.kwargs(),
+                )
         try:
             res = wait(task, interrupt)
         except errors.TransferError as exc:

@@ -26,7 +26,7 @@ from .. import _errors as errors
 from .._files import MoveCancelled, move_into_place, new_file_mode
 from .._output import PART_SUFFIX
 from .._results import DownloadFileResult, DownloadProgress, HeadersReceived, RetryEvent
-from .._runtime import Runtime
+from .._runtime import Runtime, before_start
 from .._task import DownloadTask, Task
 from .exit import (
     ExitStatus,
@@ -214,19 +214,26 @@ class Job:
                 self.fail_now(save_error(FileExistsError(), dest))
                 self.wake.set()
                 return
-            task = runtime.download_file(url, file_path=dest, resume=True, **kwargs)
-        else:
-            task = runtime.download_file(url, **kwargs)
-        self.task = task
         label = "download"
         if self.explicit:
             label = f"download {os.path.basename(self.explicit)}"
         elif opts.resume:
             label = f"download {os.path.basename(self.state['dest'])}"
-        self.tracker = reporter.track(label)
-        show_retries(task, self.tracker, label, opts.robust)
-        task.on_headers_received(self._on_headers)
-        task.on_progress_update(self._on_progress)
+        tracker = self.tracker = reporter.track(label)
+
+        def listen(task: Task[Any, Any]) -> None:
+            """Before the transfer starts: a retry event is not replayed to a late listener."""
+            assert isinstance(task, DownloadTask)
+            self.task = task
+            show_retries(task, tracker, label, opts.robust)
+            task.on_headers_received(self._on_headers)
+            task.on_progress_update(self._on_progress)
+
+        with before_start(listen):
+            if opts.resume:
+                runtime.download_file(url, file_path=self.state["dest"], resume=True, **kwargs)
+            else:
+                runtime.download_file(url, **kwargs)
 
     def _on_headers(self, h: HeadersReceived) -> None:
         self.state["status"] = h.status_code

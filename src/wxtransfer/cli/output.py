@@ -108,7 +108,8 @@ class _RichTracker(Tracker):
         self._progress.update(self._id, completed=done, total=total or None)
 
     def describe(self, label: str) -> None:
-        self._progress.update(self._id, description=escape(label))
+        # drawn at once: a retry's wait may be shorter than the refresh period
+        self._progress.update(self._id, description=escape(label), refresh=True)
 
 
 def _stop(progress: Progress) -> None:
@@ -223,7 +224,8 @@ class _MultiTracker(Tracker):
         self._bars._refresh_total()
 
     def describe(self, label: str) -> None:
-        self._bars._progress.update(self._id, description=escape(label))
+        # drawn at once: a retry's wait may be shorter than the refresh period
+        self._bars._progress.update(self._id, description=escape(label), refresh=True)
 
     def finish(self, ok: bool) -> None:
         self._bars._finish(self)
