@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,16 @@ def test_location_and_max_redirs(work: Path, server: Any) -> None:
     assert too_many.returncode == ExitStatus.TOO_MANY_REDIRECTS, too_many.stderr
     assert b"redirect" in too_many.stderr
     assert os.listdir(work) == []
+
+
+def test_url_effective_keeps_the_query_of_the_last_hop(work: Path, server: Any) -> None:
+    target = urllib.parse.quote(server.url + "/redirect/0?page=2&q=a%20b", safe="")
+    out = cli(
+        work, "download", f"{server.url}/redirect-to?url={target}", "-o", "-",
+        "-w", "\\n%{num_redirects} %{url_effective}",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode() == f"done\n1 {server.url}/redirect/0?page=2&q=a%20b"
 
 
 def test_range(work: Path, dev: DevServer) -> None:

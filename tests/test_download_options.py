@@ -23,6 +23,10 @@ def test_max_redirects_bounds_the_redirects_followed(
 ) -> None:
     ok = rt.download_file(httpbin_url + "/redirect/3", max_redirects=3).result(20)
     assert ok.status_code == 200 and ok.attempts == 4
+    assert (ok.redirects, ok.url) == (3, httpbin_url + "/get")
+    assert "url" not in ok and "redirects" not in ok  # ours, not the platform's keys
+    direct = rt.download_file(httpbin_url + "/get?a=1").result(20)
+    assert (direct.redirects, direct.url) == (0, httpbin_url + "/get?a=1")
     with pytest.raises(wxtransfer.NetworkError) as caught:
         rt.download_file(httpbin_url + "/redirect/3", max_redirects=2).result(20)
     assert caught.value.err_msg == "downloadFile:fail too many redirects"

@@ -198,6 +198,8 @@ class UploadFileResult(_PlatformMapping):
     profile: dict[str, Any] | None = None
     err_msg: str = "uploadFile:ok"
     attempts: int = 0  # requests made (redirects and retries included); ours, not a key
+    url: str = ""  # the URL of the final response, after redirects; ours, not a key
+    redirects: int = 0  # redirects followed; ours, not a key
     _keys: ClassVar[dict[str, str]] = {
         "data": "data",
         "statusCode": "status_code",
@@ -222,6 +224,8 @@ class DownloadFileResult(_PlatformMapping):
     profile: dict[str, Any] | None = None
     err_msg: str = "downloadFile:ok"
     attempts: int = 0  # requests made (redirects and retries included); ours, not a key
+    url: str = ""  # the URL of the final response, after redirects; ours, not a key
+    redirects: int = 0  # redirects followed; ours, not a key
     _keys: ClassVar[dict[str, str]] = {
         "tempFilePath": "temp_file_path",
         "filePath": "file_path",

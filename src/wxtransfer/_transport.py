@@ -303,8 +303,8 @@ class Transfer:
         "number",
         "output",
         "queue_start",
-        "redirected",
         "redirecting",
+        "redirects",
         "request",
         "restart",
         "retry_wait",
@@ -343,7 +343,7 @@ class Transfer:
         self.follow: frozenset[int] = frozenset()  # statuses the flow may follow
         self.curl = curl
         self.hops = 0  # exchanges begun: the requests made
-        self.redirected = False  # one of them followed a redirect (not only retries)
+        self.redirects = 0  # exchanges that followed a redirect (retries not counted)
         self.exchange: Exchange | None = None  # the current one
         self.waiting = False  # between two attempts, the engine's timer runs
         self.deadline: float | None = None
@@ -399,7 +399,7 @@ class Transfer:
         c = self.curl
         r = self.request
         if self.exchange is not None and exchange.event is None and not exchange.method:
-            self.redirected = True  # a next exchange that is no retry follows a redirect
+            self.redirects += 1  # a next exchange that is no retry follows a redirect
         self.exchange = exchange
         self.url, exchange_headers, self.follow = exchange.url, exchange.headers, exchange.follow
         self.retry_wait = None
@@ -963,6 +963,8 @@ class Transfer:
                 header=header,
                 profile=profile,
                 attempts=self.hops,
+                url=self.url,
+                redirects=self.redirects,
             )
         if self.api == "uploadFile":
             ultotal = int(self.curl.getinfo(pycurl.SIZE_UPLOAD_T))
@@ -977,6 +979,8 @@ class Transfer:
                 header=header,
                 profile=profile,
                 attempts=self.hops,
+                url=self.url,
+                redirects=self.redirects,
             )
         if self.output is None:  # no head ever ended, and no body came
             self.output = Output(self.writer, self.request.target_path, self.config.temp_dir)
@@ -999,6 +1003,8 @@ class Transfer:
             file_path=self.request.target_path,
             profile=profile,
             attempts=self.hops,
+            url=self.url,
+            redirects=self.redirects,
         )
 
     def failure(self, code: int, detail: str) -> TransferError:
@@ -1055,8 +1061,8 @@ class Transfer:
         received = info(pycurl.SIZE_DOWNLOAD_T) + info(pycurl.HEADER_SIZE)
         body = sent if self.api == "uploadFile" else received
         return {
-            "redirectStart": start if self.redirected else 0,
-            "redirectEnd": hop_start if self.redirected else 0,
+            "redirectStart": start if self.redirects else 0,
+            "redirectEnd": hop_start if self.redirects else 0,
             "fetchStart": start,
             "queueStart": self.queue_start / 1000,
             "queueEnd": start,

@@ -285,8 +285,12 @@ class Job:
             if temp is not None and not self.opts.resume and "body" not in self.state:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
-        if trace is not None:  # its number: the first unclaimed "queued" line of its URL
-            self.trace_number = trace.claim(self.target.url)
+        if res is not None:  # where it ended: the final response's URL, query and all
+            outcome.redirects = res.redirects
+            if res.redirects:
+                outcome.effective_url = res.url
+        elif trace is not None:  # a failure: its number is the first unclaimed "queued"
+            self.trace_number = trace.claim(self.target.url)  # line of its URL
             hops = trace.redirects(self.trace_number)
             outcome.redirects = len(hops)
             if hops:
