@@ -1080,22 +1080,39 @@ def d2_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) 
 
 def d2_targets(cfg: Config, summ: dict[tuple[str, str], Summary]) -> list[str]:
     """The D2 targets (shown, not asserted) and whether this run meets them."""
-    wx, curl = summ.get(("D2", "wxtransfer")), summ.get(("D2", "curl"))
+    return _cut_targets(
+        summ, "D2", "curl", cfg.d2_size_mib * MiB, "wxtransfer's server-sent bytes", 1.02, 3
+    )
+
+
+def _cut_targets(
+    summ: dict[tuple[str, str], Summary],
+    scenario: str,
+    rival: str,
+    size: int,
+    what: str,
+    limit: float,
+    digits: int,
+) -> list[str]:
+    """A cut scenario's targets: ``what`` ≤ ``limit``× the file, wall ≤ 1.0× ``rival``."""
+    wx, other = summ.get((scenario, "wxtransfer")), summ.get((scenario, rival))
     if wx is None or not wx.runs:
         return ["Targets: no successful wxtransfer run to judge."]
-    ratio = wx.server_bytes / (cfg.d2_size_mib * MiB)
+    ratio = wx.server_bytes / size
     out = [
-        f"- wxtransfer's server-sent bytes ≤ 1.02× the file: **{ratio:.3f}×**, "
-        f"{'met' if ratio <= 1.02 else 'missed'}."
+        f"- {what} ≤ {limit:g}× the file: **{ratio:.{digits}f}×**, "
+        f"{'met' if ratio <= limit else 'missed'}."
     ]
-    if curl is not None and curl.runs:
-        w = wx.wall / curl.wall
+    if other is not None and other.runs:
+        w = wx.wall / other.wall
         out.append(
-            f"- wxtransfer's wall time ≤ 1.0× curl's: **{w:.2f}×** "
-            f"({wx.wall:.3f} s against {curl.wall:.3f} s), {'met' if w <= 1.0 else 'missed'}."
+            f"- wxtransfer's wall time ≤ 1.0× {rival}'s: **{w:.2f}×** "
+            f"({wx.wall:.3f} s against {other.wall:.3f} s), {'met' if w <= 1.0 else 'missed'}."
         )
     else:
-        out.append("- wxtransfer's wall time ≤ 1.0× curl's: no successful curl run to compare.")
+        out.append(
+            f"- wxtransfer's wall time ≤ 1.0× {rival}'s: no successful {rival} run to compare."
+        )
     return out
 
 
@@ -1125,23 +1142,15 @@ def u2_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) 
 
 def u2_targets(cfg: Config, summ: dict[tuple[str, str], Summary]) -> list[str]:
     """The U2 targets (shown, not asserted) and whether this run meets them."""
-    wx, tuspy = summ.get(("U2", "wxtransfer")), summ.get(("U2", "tuspy"))
-    if wx is None or not wx.runs:
-        return ["Targets: no successful wxtransfer run to judge."]
-    ratio = wx.server_bytes / (cfg.u2_size_mib * MiB)
-    out = [
-        f"- the bytes the server received from wxtransfer ≤ 1.05× the file: **{ratio:.4f}×**, "
-        f"{'met' if ratio <= 1.05 else 'missed'}."
-    ]
-    if tuspy is not None and tuspy.runs:
-        w = wx.wall / tuspy.wall
-        out.append(
-            f"- wxtransfer's wall time ≤ 1.0× tuspy's: **{w:.2f}×** "
-            f"({wx.wall:.3f} s against {tuspy.wall:.3f} s), {'met' if w <= 1.0 else 'missed'}."
-        )
-    else:
-        out.append("- wxtransfer's wall time ≤ 1.0× tuspy's: no successful tuspy run to compare.")
-    return out
+    return _cut_targets(
+        summ,
+        "U2",
+        "tuspy",
+        cfg.u2_size_mib * MiB,
+        "the bytes the server received from wxtransfer",
+        1.05,
+        4,
+    )
 
 
 def u2_section(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]) -> list[str]:
