@@ -804,7 +804,7 @@ def test_demo_round_trip(tmp_path: Path) -> None:
     # the resumable leg: paused at about half, continued from where the server stood
     assert "resumable upload, paused at ~50 %:  50%" in proc.stderr
     assert "resumable upload, continued: 100%" in proc.stderr
-    assert "resumable upload (paused, continued)" in proc.stdout
+    assert "resumable (paused, continued)" in proc.stdout
     assert listing(tmp_path) == []
 
 

@@ -227,7 +227,7 @@ def run(size: int, tools: DemoTools) -> None:
         _rate(received_size, down_time),
     )
     table.add_row(
-        "resumable upload" + (" (paused, continued)" if paused else ""),
+        "resumable" + (" (paused, continued)" if paused else ""),
         str(tus_res.status_code),
         human_size(size),
         f"{tus_time:.2f} s",
