@@ -207,9 +207,7 @@ def transfer_flow(
             return None
         if api == "uploadFile" and not policy.resend_uploads:
             return None  # the body was sent: a POST is not tried twice
-        wait = status_wait(policy, status, head.get("retry-after"), wall_clock())
-        if wait is None:
-            wait = backoff_delay(policy, attempt + 1, draw)
+        wait = status_wait(policy, status, head.get("retry-after"), wall_clock(), attempt + 1, draw)
         return wait if fits(wait) else None
 
     while True:

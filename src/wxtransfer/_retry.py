@@ -121,11 +121,21 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def status_wait(retry: Retry, status: int, retry_after: str | None, now: float) -> float | None:
-    """The wait ``Retry-After`` sets for ``status``, when it sets one."""
+def status_wait(
+    retry: Retry,
+    status: int,
+    retry_after: str | None,
+    now: float,
+    attempt: int,
+    draw: Callable[[], float],
+) -> float:
+    """The wait before ``attempt`` after a ``status`` worth another: what ``Retry-After``
+    sets (on 429 and 503, uncapped), else the backoff."""
     if retry.retry_after and status in _RETRY_AFTER_STATUSES:
-        return parse_retry_after(retry_after, now)
-    return None
+        wait = parse_retry_after(retry_after, now)
+        if wait is not None:
+            return wait
+    return backoff_delay(retry, attempt, draw)
 
 
 def cannot_connect(error: TransferError) -> bool:

@@ -112,15 +112,13 @@ def tus_flow(
         delay, event = 0.0, None
         answer = yield exchange
 
-        wait: float | None = None
         error: TransferError | None = answer.error
         status = answer.status
         if error is None:
             head = answer.head or {}
+            worth_a_retry = policy is not None and retries_left and status in policy.statuses
             if "tus-resumable" not in head:
-                if policy is not None and retries_left and status in policy.statuses:
-                    wait = _status_wait(policy, status, head, streak, wall_clock, draw)
-                else:
+                if not worth_a_retry:  # (a proxy's 503 may not say tus: tried again)
                     raise _not_tus(method, status)
             elif method == "POST":
                 location = head.get("location", "")
@@ -174,10 +172,12 @@ def tus_flow(
                 syncs_left -= 1
                 offset = None  # ask the server where it stands, at once: no retry
                 continue
-            if wait is None:
-                if policy is None or not retries_left or status not in policy.statuses:
-                    return  # a final response: its status is the result (the platform's rule)
-                wait = _status_wait(policy, status, head, streak, wall_clock, draw)
+            if not worth_a_retry:
+                return  # a final response: its status is the result (the platform's rule)
+            assert policy is not None
+            wait = status_wait(
+                policy, status, head.get("retry-after"), wall_clock(), streak + 2, draw
+            )
         else:
             if policy is None or not retries_left or not retryable(error):
                 raise error
@@ -193,18 +193,6 @@ def tus_flow(
         event = RetryEvent(attempt, wait, error, 0 if error is not None else status)
         mark = max(mark, offset if offset is not None else -1)
         offset = None  # ask the server where it stands
-
-
-def _status_wait(
-    policy: Retry,
-    status: int,
-    head: Mapping[str, str],
-    streak: int,
-    wall_clock: Callable[[], float],
-    draw: Callable[[], float],
-) -> float:
-    wait = status_wait(policy, status, head.get("retry-after"), wall_clock())
-    return backoff_delay(policy, streak + 2, draw) if wait is None else wait
 
 
 class TusFlow:
