@@ -313,16 +313,20 @@ class Output:
         self._chunks, self._size, self._buffer, self._view = [], 0, None, None
         return chunks, size, buffer
 
-    def _hand_over(self) -> None:
+    def _hand_over(self, work: Callable[[list[Chunk]], object] | None = None) -> None:
+        """One writer job for the bytes not yet handed over: make the file if it is not
+        made yet, run ``work`` on them (write them, unless told otherwise), then give their
+        buffer back."""
         chunks, size, buffer = self._take_pending()
         opened, self._opened = self._opened, True
         release = self._writer.buffers.give
+        run = work or self._write
 
         def job() -> None:
             try:
                 if not opened:
                     self._open()
-                self._write(chunks)
+                run(chunks)
             finally:
                 if buffer is not None:
                     chunks.clear()
@@ -346,21 +350,7 @@ class Output:
 
         A body smaller than a batch is one job: create, write, close, rename.
         """
-        chunks, size, buffer = self._take_pending()
-        opened, self._opened = self._opened, True
-        release = self._writer.buffers.give
-
-        def job() -> None:
-            try:
-                if not opened:
-                    self._open()
-                self._finish(chunks, final, then, checks)
-            finally:
-                if buffer is not None:
-                    chunks.clear()
-                    release(buffer)
-
-        self._writer.submit(job, size)
+        self._hand_over(lambda chunks: self._finish(chunks, final, then, checks))
 
     def hash_with(self, algorithms: Iterable[str]) -> None:
         """Hash the bytes written from here on (the file's, since it is empty or just
@@ -395,24 +385,13 @@ class Output:
             then()
 
     def _keep_pending(self, then: Callable[[], object]) -> None:
-        chunks, size, buffer = self._take_pending()
-        opened, self._opened = self._opened, True
-        release = self._writer.buffers.give
-
-        def job() -> None:
-            try:
-                if not opened:
-                    self._open()
-                if chunks:
-                    self._write(chunks)
-            finally:
-                if buffer is not None:
-                    chunks.clear()
-                    release(buffer)
+        def keep(chunks: list[Chunk]) -> None:
+            if chunks:
+                self._write(chunks)
             self._close()
             then()
 
-        self._writer.submit(job, size)
+        self._hand_over(keep)
 
     # ---- writer thread ---------------------------------------------------------------
 
