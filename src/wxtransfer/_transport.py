@@ -505,13 +505,20 @@ class Transfer:
         c.setopt(pycurl.MIMEPOST, mime)
         self.mime = mime
         if size > _QUIET_UPLOAD:
-            # Small reads, so that progress can move by single percents.
-            c.setopt(pycurl.UPLOAD_BUFFERSIZE, min(2 * _BUFFER, max(_QUIET_UPLOAD, size // 128)))
-            c.setopt(pycurl.NOPROGRESS, 0)
-            c.setopt(pycurl.XFERINFOFUNCTION, self.on_upload_progress)
+            self._watch_upload(size)
         # A body that fits one read goes out in one step: its one progress event (100 %)
         # is reported at the end, and libcurl is spared a progress call per loop.
         return None
+
+    def _watch_upload(self, size: int) -> int:
+        """Report upload progress for a body of ``size``, read in small pieces so that it
+        can move by single percents; the size of a read."""
+        c = self.curl
+        read = min(2 * _BUFFER, max(_QUIET_UPLOAD, size // 128))
+        c.setopt(pycurl.UPLOAD_BUFFERSIZE, read)
+        c.setopt(pycurl.NOPROGRESS, 0)
+        c.setopt(pycurl.XFERINFOFUNCTION, self.on_upload_progress)
+        return read
 
     def _prepare_tus(self, exchange: Exchange) -> None:
         """Set the method and body of a resumable upload's request (see _tus.py)."""
@@ -552,14 +559,13 @@ class Transfer:
         source.seek(offset)
         self.source, self.tus_base = source, offset
         left = length
+        buffer = self._watch_upload(tus.size)
 
         def read(size: int) -> bytes:
             nonlocal left
             data = source.read(min(size, left))
             left -= len(data)
             return data
-
-        buffer = min(2 * _BUFFER, max(_QUIET_UPLOAD, tus.size // 128))
 
         def rewind(position: int, origin: int) -> int:
             """libcurl sends the body again on a new connection when a reused one died
@@ -580,9 +586,6 @@ class Transfer:
         c.setopt(pycurl.INFILESIZE_LARGE, length)
         c.setopt(pycurl.READFUNCTION, read)
         c.setopt(pycurl.SEEKFUNCTION, rewind)
-        c.setopt(pycurl.UPLOAD_BUFFERSIZE, buffer)
-        c.setopt(pycurl.NOPROGRESS, 0)
-        c.setopt(pycurl.XFERINFOFUNCTION, self.on_upload_progress)
 
     def _read_small_files(self) -> list[bytes] | None:
         """The files' bytes, or None when they have grown past the small-upload size."""
