@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TypeVar
 
 from tests.servers import free_port
 
@@ -43,6 +44,9 @@ http {{
 """
 
 
+_N = TypeVar("_N", bound="NginxProcess")
+
+
 class NginxProcess:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -54,7 +58,11 @@ class NginxProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> NginxProcess:
+    def config(self, user: str) -> str:
+        """nginx.conf's text; ``user`` is the ``user`` directive (empty unless root)."""
+        return CONF.format(user=user, work=self.work, port=self.port, root=self.root)
+
+    def start(self: _N) -> _N:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not os.path.exists(binary):
             raise FileNotFoundError("nginx is not installed (make test installs nginx-light)")
@@ -64,7 +72,7 @@ class NginxProcess:
 
             user = f"user {pwd.getpwuid(0).pw_name};"
         conf = self.work / "nginx.conf"
-        conf.write_text(CONF.format(user=user, work=self.work, port=self.port, root=self.root))
+        conf.write_text(self.config(user))
         self.proc = subprocess.Popen(
             [binary, "-c", str(conf), "-p", str(self.work)],
             stdout=subprocess.DEVNULL,

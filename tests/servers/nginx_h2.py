@@ -17,10 +17,6 @@ came with 1.25.1).
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -101,44 +97,16 @@ class NginxTLSProcess(NginxProcess):
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def start(self) -> NginxTLSProcess:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not os.path.exists(binary):
-            raise FileNotFoundError("nginx is not installed (make test installs nginx-light)")
-        user = ""
-        if os.geteuid() == 0:  # workers must read our files
-            import pwd
-
-            user = f"user {pwd.getpwuid(0).pw_name};"
+    def config(self, user: str) -> str:
         upload = UPLOAD_PROXY.format(upstream=self.upstream) if self.upstream else UPLOAD_RETURN
-        conf = self.work / "nginx.conf"
-        conf.write_text(
-            CONF.format(
-                user=user,
-                work=self.work,
-                port=self.port,
-                root=self.root,
-                http2=" http2" if self.http2 else "",
-                upload=upload,
-            )
+        return CONF.format(
+            user=user,
+            work=self.work,
+            port=self.port,
+            root=self.root,
+            http2=" http2" if self.http2 else "",
+            upload=upload,
         )
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(conf), "-p", str(self.work)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"nginx did not start: {err}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nginx did not listen within 10 s")
 
     def log(self) -> list[dict[str, str]]:
         """The access log's records so far, keys as in ``LOG_KEYS``."""
