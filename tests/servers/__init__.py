@@ -8,7 +8,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+from typing import Any
 
 
 def free_port() -> int:
@@ -19,4 +23,15 @@ def free_port() -> int:
         return port
 
 
-__all__ = ["free_port"]
+def stop_process(proc: subprocess.Popen[Any], timeout: float, kill_wait: float = 5) -> None:
+    """End ``proc`` by its PID: SIGTERM, then SIGKILL if it still runs after ``timeout`` s."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(kill_wait)
+
+
+__all__ = ["free_port", "stop_process"]

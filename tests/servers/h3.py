@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import trustme
+
+from tests.servers import stop_process
 
 __all__ = ["CaddyH3Process", "free_tcp_udp_port"]
 
@@ -174,11 +175,6 @@ class CaddyH3Process:
         return records
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, 10, kill_wait=10)
         shutil.rmtree(self.work, ignore_errors=True)

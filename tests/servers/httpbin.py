@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -12,7 +11,7 @@ import time
 from types import TracebackType
 from typing import IO
 
-from . import free_port
+from . import free_port, stop_process
 
 
 class HttpbinProcess:
@@ -108,14 +107,8 @@ class HttpbinProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the gunicorn master's PID, wait; SIGKILL if it lingers."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
         self._reap()
 
     def _reap(self) -> None:

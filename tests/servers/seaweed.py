@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -27,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 START_TIMEOUT = 60.0  # 3.2 s here, 7 s when the volume server's first heartbeat is early
 
@@ -198,14 +197,8 @@ class SeaweedS3:
         S3 gateway's and its own metadata subscriptions (streams that never end) until its
         fixed 15 s limit, so a wait under 15 s always ends in SIGKILL. The data is thrown
         away with ``folder``; nothing is lost."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(self.stop_timeout if timeout is None else timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, self.stop_timeout if timeout is None else timeout)
         self._reap()
 
     def _reap(self) -> None:

@@ -22,12 +22,13 @@ import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from tests.servers import stop_process
 
 TUS_DIR = Path(__file__).with_name("tus")
 _STAMP = TUS_DIR / "node_modules" / ".wxtransfer-installed"
@@ -188,13 +189,7 @@ class TusServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process(proc, 5)
         if proc.stdout is not None:
             proc.stdout.close()
 
