@@ -953,31 +953,24 @@ class Transfer:
         """Build the success result of the final hop (the file is moved into place here)."""
         profile = self.profile() if self.request.enable_profile else None
         header = self.head
-        tus = self.request.tus
-        if tus is not None and 200 <= self.status < 300:  # data: the upload's URL
-            if self.last_bytes != tus.size:
-                self.task._report_progress(UploadProgress(100, tus.size, tus.size))
-            url = self.url
-            if self.exchange is not None and self.exchange.method == "POST":
-                url = urllib.parse.urljoin(url, header.get("location", ""))
-            return UploadFileResult(
-                data=url,
-                status_code=self.status,
-                header=header,
-                profile=profile,
-                attempts=self.hops,
-                url=self.url,
-                redirects=self.redirects,
-            )
         if self.api == "uploadFile":
-            ultotal = int(self.curl.getinfo(pycurl.SIZE_UPLOAD_T))
-            if ultotal and self.last_bytes != ultotal and tus is None:
-                self.task._report_progress(UploadProgress(100, ultotal, ultotal))
-            raw = b"".join(self.body)
-            if raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
+            tus = self.request.tus
+            if tus is not None and 200 <= self.status < 300:  # data: the upload's URL
+                if self.last_bytes != tus.size:
+                    self.task._report_progress(UploadProgress(100, tus.size, tus.size))
+                data = self.url
+                if self.exchange is not None and self.exchange.method == "POST":
+                    data = urllib.parse.urljoin(data, header.get("location", ""))
+            else:
+                ultotal = int(self.curl.getinfo(pycurl.SIZE_UPLOAD_T))
+                if ultotal and self.last_bytes != ultotal and tus is None:
+                    self.task._report_progress(UploadProgress(100, ultotal, ultotal))
+                raw = b"".join(self.body)
+                if raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                data = raw.decode("utf-8", errors="replace")
             return UploadFileResult(
-                data=raw.decode("utf-8", errors="replace"),
+                data=data,
                 status_code=self.status,
                 header=header,
                 profile=profile,
