@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server import free_port
+from server import free_port, stop_group, wait_listening
 
 SENDFILE_MAX = 1 << 30  # bytes per sendfile call (the kernel caps one call near 2 GiB)
 
@@ -298,15 +298,8 @@ class CutServer:
                 argv, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
             )
             err.close()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                        return
-                except OSError:
-                    time.sleep(0.05)
+            if wait_listening(self.proc, (self.port,), timeout):
+                return
             last_err = (self.work / "cutserver.stderr").read_text(errors="replace")
             self.stop()
         raise RuntimeError(f"cut server did not start: {last_err}")
@@ -314,14 +307,8 @@ class CutServer:
     def stop(self) -> None:
         """Stop the server we started (SIGTERM to its PID, then SIGKILL to its group)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        if proc is not None:
+            stop_group(proc, signal.SIGTERM)
 
     def __enter__(self) -> CutServer:
         self.start()

@@ -98,6 +98,36 @@ def find_echo_module() -> str | None:
     return None
 
 
+def wait_listening(proc: subprocess.Popen[bytes], ports: tuple[int, ...], timeout: float) -> bool:
+    """Wait until every port of ``ports`` on 127.0.0.1 accepts a connection: True, or
+    False when ``proc`` ended or ``timeout`` (seconds) ran out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            for port in ports:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    pass
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Stop a server started in its own session: ``sig`` to its PID, then SIGKILL to
+    its process group if it still runs after 5 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -227,17 +257,9 @@ class Nginx:
                 start_new_session=True,
             )
             err.close()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    for port in (self.port, self.tls_port) if self.tls else (self.port,):
-                        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                            pass
-                    return
-                except OSError:
-                    time.sleep(0.05)
+            ports = (self.port, self.tls_port) if self.tls else (self.port,)
+            if wait_listening(self.proc, ports, timeout):
+                return
             last_err = (self.work / "stderr.log").read_text(errors="replace")
             self.stop()
         raise RuntimeError(f"nginx did not start: {last_err}")
@@ -245,14 +267,8 @@ class Nginx:
     def stop(self) -> None:
         """Stop the nginx we started (SIGQUIT to its master, then SIGKILL)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        if proc is not None:
+            stop_group(proc, signal.SIGQUIT)
 
     def __enter__(self) -> Nginx:
         self.start()
