@@ -337,8 +337,8 @@ def check_callbacks(api: Api, success: object, fail: object, complete: object) -
             raise _param_error(api, f"{what} should be callable, not {type(fn).__name__}")
 
 
-def _check_upload_file(path: str) -> int:
-    """The size of the file to upload; raise when it cannot be read."""
+def _check_upload_file(path: str) -> os.stat_result:
+    """The stat of the file to upload; raise when it cannot be read."""
     try:
         st = os.stat(path)
     except FileNotFoundError as exc:
@@ -353,7 +353,7 @@ def _check_upload_file(path: str) -> int:
         raise FileError(f"uploadFile:fail is a directory {path}", Errno.INVALID_ARGUMENT)
     if not _surely_readable(st) and not os.access(path, os.R_OK):
         raise FileError(f"uploadFile:fail permission denied {path}", Errno.INVALID_ARGUMENT)
-    return st.st_size
+    return st
 
 
 def _surely_readable(st: os.stat_result) -> bool:
@@ -429,7 +429,7 @@ def _check_files(api: Api, files: object) -> list[tuple[str, str]]:
 
 def _upload_part(name: str, path: str) -> UploadPart:
     """The part of the file at ``path``; raise when it cannot be read."""
-    size = _check_upload_file(path)
+    size = _check_upload_file(path).st_size
     bare = path.rstrip("/")
     filename = bare[bare.rfind("/") + 1 :] or "file"  # os.path.basename, without its calls
     return UploadPart(name, path, filename, _content_type(filename), size)
@@ -582,11 +582,7 @@ def validate_resumable(
     else:
         chunk = chunk_size
     timeout_ms = _check_timeout(api, timeout)
-    size = _check_upload_file(path)
-    try:
-        mtime_ns = os.stat(path).st_mtime_ns
-    except OSError as exc:
-        raise FileError(f"uploadFile:fail file not found {path}", Errno.INVALID_ARGUMENT) from exc
+    st = _check_upload_file(path)
     meta = _check_metadata(api, metadata, os.path.basename(path) or "file")
     encoded = ",".join(
         f"{key} {base64.b64encode(value.encode()).decode('ascii')}".rstrip()
@@ -601,7 +597,7 @@ def validate_resumable(
         retry=_check_retry(api, retry),
         max_speed=_check_max_speed(api, max_speed),
         connect_timeout_ms=_check_ms(api, "connect_timeout", connect_timeout),
-        tus=TusUpload(path, size, mtime_ns, encoded, chunk),
+        tus=TusUpload(path, st.st_size, st.st_mtime_ns, encoded, chunk),
     )
 
 
