@@ -30,7 +30,6 @@ from ._rules import WeChatRules
 
 __all__ = [
     "DOWNLOAD_REDIRECTS",
-    "MAX_REDIRECTS",
     "UPLOAD_REDIRECTS",
     "Answer",
     "Budget",
@@ -45,7 +44,6 @@ __all__ = [
     "transfer_flow",
 ]
 
-MAX_REDIRECTS = 10
 DOWNLOAD_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 UPLOAD_REDIRECTS = frozenset({307, 308})
 _PRIVATE_HEADERS = frozenset({"authorization", "cookie"})

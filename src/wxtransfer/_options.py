@@ -24,6 +24,7 @@ from ._errors import Errno, FileError, InvalidArgumentError
 from ._retry import Retry, as_retry
 
 __all__ = [
+    "MAX_REDIRECTS",
     "Api",
     "Request",
     "TimeoutUnitWarning",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 Api = Literal["uploadFile", "downloadFile"]
+MAX_REDIRECTS = 10  # the platform's, unless a call says otherwise
 Callback = Callable[[Any], Any]
 
 _FORBIDDEN_HEADERS = {"referer"}
@@ -79,7 +81,7 @@ class Request:
     checksum: tuple[str, str] | None = None  # a download's (algorithm, lowercase hex)
     resume: bool = False  # a download's bytes wait in <file_path>.wxpart when it fails
     resume_from: tuple[int, str, int] | None = None  # what that part holds: see _output
-    max_redirects: int = 10  # redirects followed before "too many redirects"
+    max_redirects: int = MAX_REDIRECTS  # followed before "too many redirects"
     compressed: bool = False  # a download asks for gzip/br/zstd/deflate and decodes it
     # upload: the form fields, then the files, in order
     form_data: list[tuple[str, str]] = field(default_factory=list)
@@ -315,7 +317,7 @@ def _check_path(api: Api, what: str, value: object) -> str:
 
 def _check_max_redirects(api: Api, value: object) -> int:
     if value is None:
-        return 10
+        return MAX_REDIRECTS
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise _param_error(api, f"max_redirects should be an int >= 0, not {value!r}")
     return value
