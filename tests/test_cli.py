@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.helpers import cli_on_terminal
 from tests.servers import free_port
 from tests.servers.app import pattern
 from tests.servers.rawsock import RawServer, build_response, respond
@@ -692,37 +693,8 @@ def test_sigint_mid_upload_json(server: Any, tmp_path: Path, sample: Path) -> No
 @pytest.mark.timeout(60)
 def test_progress_bar_on_a_terminal_and_quiet(server: Any, tmp_path: Path) -> None:
     def on_tty(*args: str) -> tuple[int, str]:
-        master, slave = pty.openpty()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wxtransfer", *args],
-            cwd=tmp_path,
-            env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=slave,
-        )
-        os.close(slave)
-        chunks = []
-        try:
-            while True:
-                ready, _, _ = select.select([master], [], [], 0.5)
-                if ready:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:
-                        break
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                elif proc.poll() is not None:
-                    break
-            code = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            os.close(master)
-        return code, b"".join(chunks).decode("utf-8", "replace")
+        code, text, _ = cli_on_terminal(tmp_path, *args, env={"COLUMNS": "120"}, timeout=30)
+        return code, text
 
     code, text = on_tty("download", server.url + "/bytes/3000000?delay=0.01", "-o", "a.bin")
     assert code == 0

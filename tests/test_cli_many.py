@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import cli_on_terminal
 from tests.servers import free_port
 from tests.servers.app import pattern
 
@@ -152,45 +151,7 @@ def test_several_bodies_to_stdout(tmp_path: Path, server: Any) -> None:
 
 def on_terminal(tmp_path: Path, *args: str) -> tuple[int, str, bytes]:
     """The CLI with stderr on a pty (so bars are drawn): its code, screen text and stdout."""
-    master, slave = pty.openpty()
-    env = dict(os.environ, TMPDIR=str(tmp_path), TERM="xterm", COLUMNS="160")
-    stdout_path = tmp_path.parent / f"{tmp_path.name}.stdout"
-    with open(stdout_path, "wb") as stdout:  # a file: a pipe left unread would block
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "wxtransfer", *args],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=slave,
-        )
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + WAIT
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if not ready:
-                if proc.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        proc.wait(timeout=WAIT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    out = stdout_path.read_bytes()
-    stdout_path.unlink()
-    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
-    return proc.returncode, screen, out
+    return cli_on_terminal(tmp_path, *args, env={"TMPDIR": str(tmp_path)}, timeout=WAIT)
 
 
 def test_bars_one_per_transfer_and_a_total(tmp_path: Path, server: Any) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -17,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import cli_on_terminal
 from tests.servers.faults import Faulty
 from tests.servers.rawsock import RawServer, hang
 
@@ -209,48 +208,11 @@ def test_connect_timeout_and_retry_max_time(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the bar
 
 
-def on_terminal(tmp_path: Path, *args: str, timeout: float = 30) -> tuple[int, str]:
+def on_terminal(tmp_path: Path, *args: str) -> tuple[int, str]:
     """Run the CLI with stderr on a pty (so the live bar is drawn); its code and screen text."""
-    master, slave = pty.openpty()
-    env = dict(
-        os.environ,
-        WXTRANSFER_HOME=str(tmp_path / "home"),
-        TMPDIR=str(tmp_path),
-        TERM="xterm",
-        COLUMNS="160",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wxtransfer", *args],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if not ready:
-                if proc.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        code = proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    env = {"WXTRANSFER_HOME": str(tmp_path / "home"), "TMPDIR": str(tmp_path)}
+    code, screen, _ = cli_on_terminal(tmp_path, *args, env=env, timeout=30)
+    return code, screen
 
 
 def test_the_bar_shows_each_retry_as_it_happens(tmp_path: Path, raw_server: RawFactory) -> None:
