@@ -17,11 +17,9 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,11 +28,11 @@ from urllib.parse import quote
 import pytest
 
 import wxtransfer._server
+from tests.server_checks import ACCESS, access_lines, rst_close, troubles, wait_until
 from wxtransfer._server import DevServer
 
 pytestmark = pytest.mark.timeout(60)
 
-ACCESS = "wxtransfer.server.access"
 SRC_DIR = str(Path(wxtransfer._server.__file__).resolve().parents[1])
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
@@ -118,31 +116,6 @@ def sha256(data: bytes) -> str:
 def stored(root: Path) -> list[str]:
     """Files published into the root (not the state directory)."""
     return sorted(p.name for p in root.iterdir() if p.is_file())
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in list(caplog.records) if r.name == ACCESS]
-
-
-def troubles(caplog: pytest.LogCaptureFixture) -> list[str]:
-    bad = [r for r in list(caplog.records) if r.levelno >= logging.WARNING or r.exc_info]
-    return [f"{r.name}: {r.getMessage()} {r.exc_info!r}" for r in bad]
-
-
-def rst_close(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def start_half_patch(port: int, path: str, offset: int, body: bytes) -> socket.socket:

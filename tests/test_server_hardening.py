@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -27,11 +26,11 @@ from typing import Any
 import pytest
 
 import wxtransfer._server
+from tests.server_checks import ACCESS, access_lines, rst_close, troubles, wait_until
 from wxtransfer._server import DevServer
 
 pytestmark = pytest.mark.timeout(60)
 
-ACCESS = "wxtransfer.server.access"
 SRC_DIR = str(Path(wxtransfer._server.__file__).resolve().parents[1])
 # 127.0.0.1 "POST /upload" 200 1234 B 12.3 ms
 LINE = re.compile(r'(\S+) "(\S+) (\S+)" (\d{3}) (\d+) B (\d+\.\d) ms')
@@ -113,32 +112,6 @@ def post_upload(port: int, body: bytes, *extra: bytes) -> tuple[int, Any]:
     status, headers, reply = exchange(port, upload_head(len(body), *extra) + body)
     assert headers.get("content-type", "").startswith("application/json"), (status, reply)
     return status, json.loads(reply)
-
-
-def rst_close(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in list(caplog.records) if r.name == ACCESS]
-
-
-def troubles(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """Warnings, errors and tracebacks logged by anyone (aiohttp.server included)."""
-    bad = [r for r in list(caplog.records) if r.levelno >= logging.WARNING or r.exc_info]
-    return [f"{r.name}: {r.getMessage()} {r.exc_info!r}" for r in bad]
 
 
 def assert_no_trouble(caplog: pytest.LogCaptureFixture) -> None:
