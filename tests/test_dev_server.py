@@ -26,11 +26,10 @@ from urllib.parse import quote
 import pytest
 
 import wxtransfer._server
+from tests.browser import start_chromium
 from wxtransfer._server import DevServer, content_disposition, sanitise_filename
 
 CURL = shutil.which("curl")
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SRC_DIR = str(Path(wxtransfer._server.__file__).resolve().parents[1])
 
 pytestmark = [
@@ -609,46 +608,9 @@ def test_serve_foreground(root: Path, files: dict[str, Path], sig: signal.Signal
 @pytest.fixture
 def chrome(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
     """Headless Chromium (selenium) with downloads going to a fresh directory."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-    ):
-        options.add_argument(arg)
-    options.add_experimental_option(
-        "prefs",
-        {
-            "download.default_directory": str(downloads),
-            "download.prompt_for_download": False,
-            "download.directory_upgrade": True,
-            "safebrowsing.enabled": False,
-        },
-    )
-    service = Service(executable_path=CHROMEDRIVER, log_output=subprocess.DEVNULL)
-    driver = webdriver.Chrome(options=options, service=service)
+    driver = start_chromium(tmp_path)
     try:
-        driver.set_page_load_timeout(20)
-        driver.execute_cdp_cmd(
-            "Browser.setDownloadBehavior",
-            {"behavior": "allow", "downloadPath": str(downloads), "eventsEnabled": True},
-        )
-        yield driver, downloads
+        yield driver, driver.downloads
     finally:
         driver.quit()
 

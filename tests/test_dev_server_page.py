@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,10 +22,9 @@ from typing import Any
 
 import pytest
 
+from tests.browser import start_chromium
 from wxtransfer._server import DevServer
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TOKEN_KEY = "wxtransfer.token"
 
@@ -87,51 +85,12 @@ def src(tmp_path: Path) -> Path:
 @pytest.fixture
 def chrome(tmp_path: Path) -> Iterator[Chrome]:
     """A factory of headless Chromiums (selenium); downloads go to ``driver.downloads``."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
     drivers: list[Any] = []
 
     def start(*, javascript: bool = True) -> Any:
-        n = len(drivers)
-        downloads = tmp_path / f"downloads-{n}"
-        downloads.mkdir()
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for arg in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--window-size=1100,860",
-            f"--user-data-dir={tmp_path / f'chrome-profile-{n}'}",
-        ):
-            options.add_argument(arg)
-        prefs: dict[str, Any] = {
-            "download.default_directory": str(downloads),
-            "download.prompt_for_download": False,
-            "safebrowsing.enabled": False,
-        }
-        if not javascript:
-            prefs["profile.managed_default_content_settings.javascript"] = 2
-        options.add_experimental_option("prefs", prefs)
-        service = Service(executable_path=CHROMEDRIVER, log_output=subprocess.DEVNULL)
-        driver = webdriver.Chrome(options=options, service=service)
+        folder = tmp_path / f"chrome-{len(drivers)}"
+        driver = start_chromium(folder, javascript=javascript, window_size="1100,860")
         drivers.append(driver)
-        driver.set_page_load_timeout(20)
-        driver.set_script_timeout(20)
-        driver.execute_cdp_cmd(
-            "Browser.setDownloadBehavior",
-            {"behavior": "allow", "downloadPath": str(downloads), "eventsEnabled": True},
-        )
-        driver.downloads = downloads
         return driver
 
     try:
