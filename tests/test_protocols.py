@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import pycurl
 import pytest
@@ -48,8 +48,11 @@ def www(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _nginx(www: Path, *, http2: bool, upstream: str) -> Iterator[NginxTLSProcess]:
-    srv = NginxTLSProcess(www, http2=http2, upstream=upstream)
+_S = TypeVar("_S", NginxTLSProcess, CaddyH3Process)
+
+
+def _running(srv: _S) -> Iterator[_S]:
+    """``srv`` started for the fixture's life, stopped after; skips when it is absent."""
     try:
         srv.start()
     except FileNotFoundError as exc:
@@ -67,31 +70,19 @@ def _nginx(www: Path, *, http2: bool, upstream: str) -> Iterator[NginxTLSProcess
 @pytest.fixture(scope="module")
 def nginx_h2(www: Path, server: ServerThread) -> Iterator[NginxTLSProcess]:
     """nginx offering h2 and http/1.1 by ALPN."""
-    yield from _nginx(www, http2=True, upstream=server.url)
+    yield from _running(NginxTLSProcess(www, http2=True, upstream=server.url))
 
 
 @pytest.fixture(scope="module")
 def nginx_h1(www: Path, server: ServerThread) -> Iterator[NginxTLSProcess]:
     """nginx offering http/1.1 only."""
-    yield from _nginx(www, http2=False, upstream=server.url)
+    yield from _running(NginxTLSProcess(www, http2=False, upstream=server.url))
 
 
 @pytest.fixture(scope="module")
 def caddy(www: Path, server: ServerThread) -> Iterator[CaddyH3Process]:
     """Caddy: HTTP/3 on UDP, h2 and http/1.1 on TCP."""
-    srv = CaddyH3Process(www, upstream=server.url)
-    try:
-        srv.start()
-    except FileNotFoundError as exc:
-        srv.stop()
-        pytest.skip(str(exc))
-    except BaseException:
-        srv.stop()
-        raise
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from _running(CaddyH3Process(www, upstream=server.url))
 
 
 def records(srv: NginxTLSProcess | CaddyH3Process, uri: str) -> list[dict[str, str]]:
