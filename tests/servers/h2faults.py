@@ -21,7 +21,8 @@ import h2.config
 import h2.connection
 import h2.errors
 import h2.events
-import trustme
+
+from tests.servers.tls import loopback_pems
 
 __all__ = ["H2ResetServer"]
 
@@ -35,11 +36,9 @@ class H2ResetServer:
         self.resets = resets
         self.requests: list[dict[str, str]] = []
         self.protocols: list[str | None] = []  # the ALPN choice of each connection
-        ca = trustme.CA()
-        self.ca_file = str(folder / "h2-ca.pem")
-        ca.cert_pem.write_to_path(self.ca_file)
+        self.ca_file, cert_file, key_file = loopback_pems(folder, "h2-")
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(self._context)
+        self._context.load_cert_chain(cert_file, key_file)
         self._context.set_alpn_protocols(["h2"])
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)

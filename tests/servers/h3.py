@@ -23,9 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import trustme
-
 from tests.servers import stop_process
+from tests.servers.tls import loopback_pems
 
 __all__ = ["CaddyH3Process", "free_tcp_udp_port"]
 
@@ -92,12 +91,7 @@ class CaddyH3Process:
         self.work = Path(tempfile.mkdtemp(prefix="wxtransfer-caddy-"))
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        ca = trustme.CA()
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
-        self.ca_file = str(self.work / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_file)
-        leaf.private_key_pem.write_to_path(str(self.work / "key.pem"))
-        (self.work / "cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+        self.ca_file = loopback_pems(self.work)[0]  # and cert.pem, key.pem beside it
 
     @property
     def url(self) -> str:

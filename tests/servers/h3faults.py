@@ -18,13 +18,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import trustme
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer, serve
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ProtocolNegotiated, QuicEvent
+
+from tests.servers.tls import loopback_pems
 
 __all__ = ["H3ResetServer"]
 
@@ -76,13 +77,7 @@ class H3ResetServer:
         self.resets = resets
         self.requests: list[dict[str, str]] = []
         self.protocols: list[str | None] = []  # the ALPN choice of each connection
-        ca = trustme.CA()
-        self.ca_file = str(folder / "h3-ca.pem")
-        ca.cert_pem.write_to_path(self.ca_file)
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
-        cert_file, key_file = folder / "h3-cert.pem", folder / "h3-key.pem"
-        cert_file.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
-        leaf.private_key_pem.write_to_path(str(key_file))
+        self.ca_file, cert_file, key_file = loopback_pems(folder, "h3-")
         self._config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
         self._config.load_cert_chain(cert_file, key_file)
         self._lock = threading.Lock()

@@ -20,9 +20,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import trustme
-
 from tests.servers.nginx import NginxProcess
+from tests.servers.tls import loopback_pems
 
 __all__ = ["NginxTLSProcess"]
 
@@ -86,12 +85,7 @@ class NginxTLSProcess(NginxProcess):
         super().__init__(root)
         self.http2 = http2
         self.upstream = upstream.rstrip("/") if upstream else None
-        ca = trustme.CA()
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
-        self.ca_file = str(self.work / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_file)
-        leaf.private_key_pem.write_to_path(str(self.work / "key.pem"))
-        (self.work / "cert.pem").write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+        self.ca_file = loopback_pems(self.work)[0]  # and cert.pem, key.pem beside it
 
     @property
     def url(self) -> str:

@@ -27,7 +27,7 @@ from types import TracebackType
 
 import trustme
 
-__all__ = ["NAMES", "Pki", "Received", "Reply", "TLSServer", "tls11_unavailable"]
+__all__ = ["NAMES", "Pki", "Received", "Reply", "TLSServer", "loopback_pems", "tls11_unavailable"]
 
 # Every name the rule tests use; a leaf for all of them, mapped to 127.0.0.1 with resolve=.
 NAMES = (
@@ -41,6 +41,19 @@ NAMES = (
 )
 
 _HEAD_LIMIT = 64 * 1024
+
+
+def loopback_pems(folder: Path, prefix: str = "") -> tuple[str, Path, Path]:
+    """A throw-away CA and a certificate for 127.0.0.1 and localhost, written to
+    ``folder``: the CA's PEM (for ``ca_file``), the certificate's chain and its key."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file = folder / f"{prefix}ca.pem"
+    cert_file, key_file = folder / f"{prefix}cert.pem", folder / f"{prefix}key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert_file.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key_file))
+    return str(ca_file), cert_file, key_file
 
 
 # ----------------------------------------------------------------------------- certificates
