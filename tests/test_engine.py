@@ -103,3 +103,40 @@ def test_writer_wakes_a_waiter_within_a_few_jobs_not_when_its_queue_runs_dry() -
     waiter.join(5)
     assert got == [outcome]
     assert gate_opened_in_time == [True]
+
+
+def test_a_reused_handle_keeps_nothing_of_the_transfer_before(
+    tmp_path: Path, server: ServerThread
+) -> None:
+    # One download at a time: each takes the easy handle the one before left. Its
+    # deadline, protocol and headers must not follow it to the next.
+    with wxtransfer.Runtime(max_concurrent_downloads=1, temp_dir=str(tmp_path)) as rt:
+        first = rt.download_file(
+            server.url + "/headers", header={"X-One": "1"}, timeout=1000, enable_http2=True
+        ).result(10)
+        assert json.loads(Path(first.temp_file_path or "").read_text())["headers"]["x-one"] == "1"
+        engine = rt._engine
+        assert engine is not None and len(engine._spare["downloadFile"]) == 1
+        # 3 chunks, 0.6 s apart: longer than the first one's 1 s deadline
+        slow = rt.download_file(server.url + "/slow/3072?delay=0.6", timeout=0).result(10)
+        assert slow.data_length == 3072
+        last = rt.download_file(server.url + "/headers").result(10)
+        sent = json.loads(Path(last.temp_file_path or "").read_text())["headers"]
+        assert "x-one" not in sent and last.profile is not None
+        assert last.profile["protocol"] == "http1.1"
+        assert len(engine._spare["downloadFile"]) == 1  # the same handle all along
+
+
+def test_a_headers_listener_added_late_gets_a_head_no_body_has_ended(
+    tmp_path: Path, server: ServerThread
+) -> None:
+    # Nobody listens when the head arrives, and no body byte follows it: the head waits,
+    # unread, until a listener comes; then it is read and delivered at once.
+    with wxtransfer.Runtime(temp_dir=str(tmp_path)) as rt:
+        task = rt.download_file(server.url + "/hang")  # headers, then nothing
+        time.sleep(0.5)
+        got = threading.Event()
+        task.on_headers_received(lambda ev: got.set())
+        assert got.wait(5)
+        task.abort()
+        assert isinstance(task.exception(10), wxtransfer.AbortError)

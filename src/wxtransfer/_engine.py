@@ -88,6 +88,8 @@ class Engine:
         self._added = False  # a handle was added since the last perform()
         self._multi = pycurl.CurlMulti()
         self._templates = {api: new_template(config, api) for api in ("uploadFile", "downloadFile")}
+        # easy handles of transfers that ended well, for the next of the same API
+        self._spare: dict[Api, list[Any]] = {"uploadFile": [], "downloadFile": []}
         self._writer = Writer(name=f"{name}-files")
         self._waiting: dict[Api, collections.deque[Transfer]] = {
             "uploadFile": collections.deque(),
@@ -113,6 +115,11 @@ class Engine:
         """Abort ``task`` on the engine thread. Once the loop has stopped there is nothing
         to do: shutting down reported every transfer it had as aborted."""
         self._post(lambda: self._abort(task))
+
+    def want_headers(self, task: TaskEvents) -> None:
+        """A headers listener was added to ``task``: end a head already received at once,
+        and each later one at its blank line."""
+        self._post(lambda: self._want_headers(task))
 
     def close(self, timeout: float | None = 10) -> None:
         """Abort everything, stop the thread and free libcurl's handles."""
@@ -300,7 +307,8 @@ class Engine:
         if self._closing or not task._attach(self):  # closing, or abort() came first
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
             return
-        handle = self._templates[request.api].duphandle()
+        spare = self._spare[request.api]
+        handle = spare.pop() if spare else self._templates[request.api].duphandle()
         retry = request.retry if request.retry is not None else self._retry
         flow: FlowRunner
         if request.tus is not None:
@@ -369,6 +377,16 @@ class Engine:
             self._release(transfer)
             return
         self._finish(transfer, AbortError(f"{api}:fail abort", Errno.ABORT))
+
+    def _want_headers(self, task: TaskEvents) -> None:
+        transfer = self._by_task.get(id(task))
+        if transfer is None or transfer.task is not task or transfer.waiting:
+            return  # done, or not begun: its next exchange sees the listener
+        if self._by_handle.get(transfer.curl) is not transfer:
+            return  # still queued
+        if not transfer.hear_headers():  # the head may not go on (see _end_of_head)
+            assert transfer.error is not None
+            self._exchange_failed(transfer, transfer.error)
 
     def _collect(self) -> None:
         while True:
@@ -468,8 +486,17 @@ class Engine:
                 self._multi.remove_handle(transfer.curl)
         self._by_handle.pop(transfer.curl, None)
         self._by_task.pop(id(transfer.task), None)
-        transfer.close()
-        self._active[transfer.api] -= 1
+        api = transfer.api
+        if isinstance(outcome, TransferError):
+            transfer.close()
+        else:
+            handle = transfer.release()
+            spare = self._spare[api]
+            if handle is not None and len(spare) < self._limits[api]:
+                spare.append(handle)
+            elif handle is not None:
+                handle.close()
+        self._active[api] -= 1
         if isinstance(outcome, TransferError) and not outcome.attempts:
             outcome.attempts = transfer.hops
         if transfer.trace:
@@ -507,6 +534,10 @@ class Engine:
         self._multi.close()
         for template in self._templates.values():
             template.close()
+        for spare in self._spare.values():
+            for handle in spare:
+                handle.close()
+            spare.clear()
         os.close(self._wake_r)
         os.close(self._wake_w)
         self._closed.set()

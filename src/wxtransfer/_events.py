@@ -25,9 +25,12 @@ __all__ = ["Aborter", "TaskEvents", "hold_wakeups", "release_wakeups"]
 
 
 class Aborter(Protocol):
-    """Where a task sends its ``abort()`` once a transfer runs it (the engine)."""
+    """Where a task sends its ``abort()`` once a transfer runs it (the engine), and news of
+    a headers listener added while it runs."""
 
     def abort(self, task: TaskEvents) -> None: ...
+
+    def want_headers(self, task: TaskEvents) -> None: ...
 
 
 class TaskEvents(Protocol):
@@ -40,6 +43,10 @@ class TaskEvents(Protocol):
     def _report_progress(self, event: UploadProgress | DownloadProgress) -> None: ...
 
     def _report_headers(self, event: HeadersReceived) -> None: ...
+
+    def _wants_headers(self) -> bool:
+        """Someone listens for the headers: report them as soon as the head ends."""
+        ...
 
     def _report_retry(self, event: RetryEvent) -> None:
         """An attempt is about to start again (never replayed to a late listener)."""

@@ -110,6 +110,9 @@ class Task(Generic[R, P]):
     def on_headers_received(self, listener: Callable[[HeadersReceived], object]) -> None:
         """Call ``listener`` with the response headers (at once, if they already arrived)."""
         self._add_listener(self._headers, listener)
+        engine = self._engine
+        if engine is not None and self._outcome is None:
+            engine.want_headers(self)  # a head already in but not yet read is read now
 
     def off_headers_received(
         self, listener: Callable[[HeadersReceived], object] | None = None
@@ -243,6 +246,9 @@ class Task(Generic[R, P]):
 
     def _report_retry(self, event: RetryEvent) -> None:
         self._report(event, self._retries)
+
+    def _wants_headers(self) -> bool:
+        return bool(self._headers.listeners)
 
     def _report(self, event: Any, channel: _Channel) -> None:
         with self._lock:

@@ -270,8 +270,9 @@ def _multipart(boundary: str, r: Request, contents: list[bytes]) -> bytes:
 class Transfer:
     """One upload or download, its easy handle, its file and its progress.
 
-    Response header lines are only collected as they come, and parsed once, at the blank line
-    that ends the head.
+    Response header lines are only collected as they come, and parsed once, at the end of
+    the head: its blank line when someone waits for the headers, else the first body bytes
+    or the end of the exchange.
     """
 
     __slots__ = (
@@ -308,6 +309,7 @@ class Transfer:
         "request",
         "restart",
         "retry_wait",
+        "reusable",
         "source",
         "start_wall",
         "status",
@@ -356,6 +358,9 @@ class Transfer:
         self.source: Any = None  # a resumable upload's file, open while a PATCH sends it
         self.tus_base = 0  # the offset that PATCH sends from
         self.error: TransferError | None = None  # set by callbacks: wins over curl's code
+        # the handle holds only options every begin() sets again: the next transfer of the
+        # same API may take it as it is (see release)
+        self.reusable = True
         # the current hop's response
         self.lines: list[bytes] = []
         self.head_parsed = 0  # how many of ``lines`` ``head`` was parsed from
@@ -413,26 +418,40 @@ class Transfer:
         self.redirecting = False
         self.final = False
         c.setopt(pycurl.URL, self.url)
-        c.setopt(pycurl.HEADERFUNCTION, self.on_header)
+        # Header lines are only collected, in C, unless the head's end must be known at
+        # once (a headers listener, a trace): otherwise the first body bytes or the end
+        # of the exchange end it, which spares a Python call per line.
+        if self.trace or self.task._wants_headers():
+            c.setopt(pycurl.HEADERFUNCTION, self.on_header)
+        else:
+            c.setopt(pycurl.HEADERFUNCTION, self.lines.append)
         if self.trace:
+            self.reusable = False
             c.setopt(pycurl.PREREQFUNCTION, self._trace_connected)
         if r.compressed:
+            self.reusable = False
             c.setopt(pycurl.ACCEPT_ENCODING, "")  # every encoding libcurl decodes
-        if r.enable_quic or r.enable_http2:
-            # HTTP/3 falls back to HTTP/2 or 1.1 (libcurl's _3, not _3ONLY); HTTP/2 is
-            # offered by ALPN over TLS. PIPEWAIT: a transfer to an origin another one is
-            # connecting to waits for that connection, to multiplex on it.
-            version = pycurl.CURL_HTTP_VERSION_3 if r.enable_quic else pycurl.CURL_HTTP_VERSION_2TLS
-            c.setopt(pycurl.HTTP_VERSION, version)
-            c.setopt(pycurl.PIPEWAIT, 1)
-        connect = r.connect_timeout_ms
+        # HTTP/3 falls back to HTTP/2 or 1.1 (libcurl's _3, not _3ONLY); HTTP/2 is offered
+        # by ALPN over TLS. PIPEWAIT: a transfer to an origin another one is connecting to
+        # waits for that connection, to multiplex on it. Set each time: the handle may
+        # have served another transfer.
+        if r.enable_quic:
+            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_3)
+        elif r.enable_http2:
+            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
+        else:
+            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        c.setopt(pycurl.PIPEWAIT, r.enable_quic or r.enable_http2)
+        connect = r.connect_timeout_ms or 0  # 0: libcurl's default
         if self.deadline is not None:
             remaining = max(1, int((self.deadline - time.monotonic()) * 1000))
             c.setopt(pycurl.TIMEOUT_MS, remaining)
             c.setopt(pycurl.CONNECTTIMEOUT_MS, min(remaining, connect) if connect else remaining)
-        elif connect:
+        else:
+            c.setopt(pycurl.TIMEOUT_MS, 0)
             c.setopt(pycurl.CONNECTTIMEOUT_MS, connect)
         if self.config.resolve:  # most runtimes have none: skip parsing the URL
+            self.reusable = False
             resolve = self._resolve_entries()
             if resolve:
                 c.setopt(pycurl.RESOLVE, resolve)
@@ -443,6 +462,7 @@ class Transfer:
         if not any(k.lower() == "user-agent" for k, _ in exchange_headers):
             headers.append(f"User-Agent: {self.config.user_agent}")
         if r.tus is not None:
+            self.reusable = False
             headers.append("Expect:")
             self.body = []
             c.setopt(pycurl.WRITEFUNCTION, self.body.append)
@@ -492,6 +512,7 @@ class Transfer:
                 boundary = "-" * 24 + secrets.token_hex(11)
                 c.setopt(pycurl.POSTFIELDS, _multipart(boundary, r, contents))
                 return f"Content-Type: multipart/form-data; boundary={boundary}"
+        self.reusable = False
         mime = pycurl.CurlMime(c)
         for key, value in r.form_data:
             mime.add_field(key.encode(), value.encode())
@@ -514,6 +535,7 @@ class Transfer:
         """Report upload progress for a body of ``size``, read in small pieces so that it
         can move by single percents; the size of a read."""
         c = self.curl
+        self.reusable = False
         read = min(2 * _BUFFER, max(_QUIET_UPLOAD, size // 128))
         c.setopt(pycurl.UPLOAD_BUFFERSIZE, read)
         c.setopt(pycurl.NOPROGRESS, 0)
@@ -757,19 +779,32 @@ class Transfer:
             return None
         return None if self._end_of_head() else -1
 
+    def hear_headers(self) -> bool:
+        """From now on end each head at its blank line, and end one already received that
+        no body byte has ended yet. False when that head may not go on."""
+        self.curl.setopt(pycurl.HEADERFUNCTION, self.on_header)
+        lines = self.lines
+        if self.final or self.redirecting or not lines or len(lines[-1]) > 2:
+            return True
+        if self.head_parsed == len(lines):
+            return True  # a 1xx head, already read
+        return self._end_of_head()
+
     def on_body(self, data: bytes) -> int | None:
         output = self.output
-        if output is None or self.redirecting or self.whole or self.config.rules is not None:
+        if output is None or not self.final or self.redirecting or self.whole:
+            return self._on_body_checked(data)
+        if self.config.rules is not None:
             return self._on_body_checked(data)
         return self._keep(output, data)  # the usual case, once per 16 KiB: keep it short
 
     def _on_body_checked(self, data: bytes) -> int | None:
         if self.redirecting or self.whole:  # a body not kept (a 416's: the part is whole)
             return None
-        if self.output is None and not self.final:  # a body before any blank line
+        if not self.final:  # the head's first body bytes: they end it
             if not self._end_of_head():
                 return -1
-            if self.redirecting:
+            if self.redirecting or self.whole:
                 return None
         if self.config.rules is not None:
             try:
@@ -840,6 +875,8 @@ class Transfer:
 
     def _chunked(self) -> bool:
         """The response being received has a chunked body."""
+        if not self.final and self.head_parsed != len(self.lines):
+            self.parse_head()  # a head no body byte has ended yet
         return "chunked" in self.head.get("transfer-encoding", "").lower()
 
     def _trace_connected(self, peer_ip: str, local_ip: str, peer_port: int, local: int) -> int:
@@ -862,6 +899,7 @@ class Transfer:
         (its share of the runtime's), the lower that is set; 0 for neither."""
         own = self.request.max_speed
         limit = min(own, cap) if own and cap else own or cap
+        self.reusable = False
         option = (
             pycurl.MAX_RECV_SPEED_LARGE
             if self.api == "downloadFile"
@@ -885,6 +923,21 @@ class Transfer:
         if self.source is not None:
             self.source.close()
             self.source = None
+
+    def release(self) -> Any:
+        """The easy handle, for another transfer of the same API, once this one ended
+        well and left only options ``begin`` sets again; else None, and it is freed.
+
+        A reused handle keeps libcurl's buffers and the state of its connections: no
+        ``duphandle`` and ``curl_easy_cleanup`` per transfer, which cost more than a small
+        transfer's own work. Its callbacks let go of this transfer."""
+        if not self.reusable or self.source is not None:
+            self.close()
+            return None
+        c = self.curl
+        c.setopt(pycurl.HEADERFUNCTION, _ignore)
+        c.setopt(pycurl.WRITEFUNCTION, _ignore)
+        return c
 
     def settle(self, outcome: UploadFileResult | DownloadFileResult | TransferError) -> None:
         """Report the outcome once the file is in place, or removed after a failure."""
@@ -1081,6 +1134,10 @@ class Transfer:
             # kbit/s = bytes * 8 / 1000 per second = bytes * 8000 / µs
             "throughputKbps": round(body * 8000 / (total or 1), 3),
         }
+
+
+def _ignore(data: bytes) -> None:
+    """A spare handle's callbacks: it runs no transfer."""
 
 
 def _keep_checkpoint(checkpoint: str, record: dict[str, object]) -> None:
