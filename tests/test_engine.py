@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,3 +141,33 @@ def test_a_headers_listener_added_late_gets_a_head_no_body_has_ended(
         assert got.wait(5)
         task.abort()
         assert isinstance(task.exception(10), wxtransfer.AbortError)
+
+
+def test_a_finished_transfer_is_freed_without_the_cyclic_gc(
+    tmp_path: Path, server: ServerThread
+) -> None:
+    # Thousands of small transfers a second: each must be freed by reference counting
+    # when nobody holds its task any more. Garbage in cycles waits for the cyclic GC,
+    # whose passes over every tracked object grow with the tasks a caller keeps.
+    import gc
+
+    with wxtransfer.Runtime(temp_dir=str(tmp_path)) as rt:
+        rt.download_file(server.url + "/bytes/10").result(10)  # threads, handles, pools
+        upload = tmp_path / "up.bin"
+        upload.write_bytes(b"x" * 1000)
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            tasks: list[Any] = [rt.download_file(server.url + "/bytes/1000") for _ in range(20)]
+            tasks += [rt.upload_file(server.url + "/upload", str(upload), "f") for _ in range(20)]
+            for task in tasks:
+                task.result(10)
+            del tasks, task
+            gc.collect()
+            ours = [o for o in gc.garbage if type(o).__module__.startswith("wxtransfer")]
+        finally:
+            gc.garbage.clear()
+            gc.set_debug(0)
+            gc.enable()
+    assert ours == []

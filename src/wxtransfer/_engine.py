@@ -309,18 +309,19 @@ class Engine:
             return
         spare = self._spare[request.api]
         handle = spare.pop() if spare else self._templates[request.api].duphandle()
-        retry = request.retry if request.retry is not None else self._retry
-        flow: FlowRunner
-        if request.tus is not None:
-            flow = TusFlow(request, retry, lambda: transfer.deadline)
-        else:
-            flow = LazyFlow(request, self._config.rules, retry, lambda: transfer.deadline)
-        transfer = Transfer(request, task, self._config, handle, self._writer, flow)
+        transfer = Transfer(request, task, self._config, handle, self._writer)
         if transfer.trace:
             logger.debug("%s #%d queued %s", request.api, transfer.number, safe_url(request.url))
         self._by_task[id(task)] = transfer
         self._waiting[request.api].append(transfer)
         self._fill(request.api)
+
+    def _new_flow(self, request: Request, deadline: Callable[[], float | None]) -> FlowRunner:
+        """What decides a transfer's exchanges: retries, redirects, resume or tus."""
+        retry = request.retry if request.retry is not None else self._retry
+        if request.tus is not None:
+            return TusFlow(request, retry, deadline)
+        return LazyFlow(request, self._config.rules, retry, deadline)
 
     def _fill(self, api: Api) -> None:
         """Start what waits, as far as the limit allows (a transfer ended, or more came)."""
@@ -345,7 +346,7 @@ class Engine:
             transfer = waiting.popleft()
             self._active[api] += 1
             try:
-                transfer.start(self._timeouts[api], transfer.flow.first)
+                transfer.start(self._timeouts[api], self._new_flow)
                 if transfer.trace:
                     resume = transfer.exchange.resume if transfer.exchange else None
                     logger.debug(

@@ -324,6 +324,8 @@ class Transfer:
         "written",
     )
 
+    flow: FlowRunner  # what decides the next exchange (see _flow.py), from start()
+
     def __init__(
         self,
         request: Request,
@@ -331,10 +333,8 @@ class Transfer:
         config: TransportConfig,
         curl: Any,
         writer: Writer,
-        flow: FlowRunner,
     ) -> None:
         self.request = request
-        self.flow = flow  # what the engine sends next: redirects (see _flow.py)
         self.number = next_number()
         self.trace = tracing()  # DEBUG traces of its phases (see _trace.py)
         self.writer = writer
@@ -388,16 +388,24 @@ class Transfer:
 
     # ---- setting up a hop ------------------------------------------------------------
 
-    def start(self, default_timeout_ms: int, exchange: Exchange) -> None:
-        """Start the transfer's clock and deadline, and set up its first exchange."""
+    def start(
+        self,
+        default_timeout_ms: int,
+        new_flow: Callable[[Request, Callable[[], float | None]], FlowRunner],
+    ) -> None:
+        """Start the transfer's clock and deadline, and its flow (``new_flow``, given the
+        deadline); set up the flow's first exchange."""
         timeout = self.request.timeout_ms
         if timeout is None:
             timeout = default_timeout_ms
         self.start_wall = time.time_ns() // 1000
-        self.deadline = time.monotonic() + timeout / 1000 if timeout else None
+        deadline = self.deadline = time.monotonic() + timeout / 1000 if timeout else None
+        # The flow reads the deadline, not the transfer: no reference cycle, so a transfer
+        # and its task are freed as soon as nobody holds them, not by the cyclic GC.
+        self.flow = new_flow(self.request, lambda: deadline)
         if self.request.max_speed:
             self.limit_speed()
-        self.begin(exchange)
+        self.begin(self.flow.first)
 
     def begin(self, exchange: Exchange) -> None:
         """Set the easy handle up for ``exchange``; the deadline bounds what remains."""
