@@ -171,3 +171,21 @@ def test_a_finished_transfer_is_freed_without_the_cyclic_gc(
             gc.set_debug(0)
             gc.enable()
     assert ours == []
+
+
+def test_a_queued_transfer_holds_no_easy_handle(tmp_path: Path, server: ServerThread) -> None:
+    # A thousand calls at once start ten at a time: the rest wait with no libcurl handle,
+    # and each takes one (a spare, if a transfer before it left one) when it starts.
+    with wxtransfer.Runtime(max_concurrent_downloads=2, temp_dir=str(tmp_path)) as rt:
+        tasks = [rt.download_file(server.url + "/hang") for _ in range(6)]
+        engine = rt._engine
+        assert engine is not None
+        deadline = time.monotonic() + 5
+        while len(engine._waiting["downloadFile"]) != 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        queued = list(engine._waiting["downloadFile"])
+        assert len(queued) == 4 and all(t.curl is None for t in queued)
+        for task in tasks:
+            task.abort()
+        for task in tasks:
+            assert isinstance(task.exception(10), wxtransfer.AbortError)

@@ -307,9 +307,7 @@ class Engine:
         if self._closing or not task._attach(self):  # closing, or abort() came first
             task._report_done(AbortError(f"{request.api}:fail abort", Errno.ABORT))
             return
-        spare = self._spare[request.api]
-        handle = spare.pop() if spare else self._templates[request.api].duphandle()
-        transfer = Transfer(request, task, self._config, handle, self._writer)
+        transfer = Transfer(request, task, self._config, self._writer)
         if transfer.trace:
             logger.debug("%s #%d queued %s", request.api, transfer.number, safe_url(request.url))
         self._by_task[id(task)] = transfer
@@ -342,11 +340,13 @@ class Engine:
                 transfer.limit_speed(share)
 
     def _fill_waiting(self, api: Api, waiting: collections.deque[Transfer]) -> None:
+        spare = self._spare[api]
         while waiting and self._active[api] < self._limits[api]:
             transfer = waiting.popleft()
             self._active[api] += 1
+            handle = spare.pop() if spare else self._templates[api].duphandle()
             try:
-                transfer.start(self._timeouts[api], self._new_flow)
+                transfer.start(self._timeouts[api], self._new_flow, handle)
                 if transfer.trace:
                     resume = transfer.exchange.resume if transfer.exchange else None
                     logger.debug(

@@ -331,7 +331,6 @@ class Transfer:
         request: Request,
         task: TaskEvents,
         config: TransportConfig,
-        curl: Any,
         writer: Writer,
     ) -> None:
         self.request = request
@@ -343,7 +342,7 @@ class Transfer:
         self.api = request.api
         self.url = request.url  # the current exchange's
         self.follow: frozenset[int] = frozenset()  # statuses the flow may follow
-        self.curl = curl
+        self.curl: Any = None  # its easy handle, from start(): a queued one holds none
         self.hops = 0  # exchanges begun: the requests made
         self.redirects = 0  # exchanges that followed a redirect (retries not counted)
         self.exchange: Exchange | None = None  # the current one
@@ -392,9 +391,11 @@ class Transfer:
         self,
         default_timeout_ms: int,
         new_flow: Callable[[Request, Callable[[], float | None]], FlowRunner],
+        curl: Any,
     ) -> None:
-        """Start the transfer's clock and deadline, and its flow (``new_flow``, given the
-        deadline); set up the flow's first exchange."""
+        """Start the transfer on the easy handle ``curl``: its clock and deadline, and its
+        flow (``new_flow``, given the deadline); set up the flow's first exchange."""
+        self.curl = curl
         timeout = self.request.timeout_ms
         if timeout is None:
             timeout = default_timeout_ms
@@ -927,7 +928,8 @@ class Transfer:
 
     def close(self) -> None:
         """Free the easy handle (the file, if any, is ``settle``'s)."""
-        self.curl.close()
+        if self.curl is not None:
+            self.curl.close()
         if self.source is not None:
             self.source.close()
             self.source = None
