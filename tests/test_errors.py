@@ -222,6 +222,24 @@ def test_download_into_a_missing_folder_fails_before_sending(
     assert srv.connections == 0
 
 
+def test_a_folder_removed_after_a_call_into_it_fails_the_save(
+    tmp_path: Path, raw_server: RawFactory
+) -> None:
+    # A burst of calls into one folder checks it once (for a second): a folder removed
+    # meanwhile is found when the file is saved. Same failure, and nothing left behind.
+    srv = raw_server(respond(build_response(200, b"x")))
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    with runtime(tmp_path) as rt:
+        rt.download_file(srv.url, file_path=folder / "a.bin").result(10)
+        shutil.rmtree(folder)
+        err = _fail(rt.download_file(srv.url, file_path=folder / "b.bin"))
+    assert isinstance(err, wxtransfer.FileError)
+    assert err.errno == 603300
+    assert err.err_msg.startswith("downloadFile:fail download save file error")
+    assert not folder.exists()
+
+
 def test_download_target_problems_say_which(tmp_path: Path) -> None:
     plain = tmp_path / "plain.txt"
     plain.write_bytes(b"x")

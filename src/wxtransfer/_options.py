@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import sys
+import time
 import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping
@@ -491,16 +492,24 @@ def validate_upload(
     )
 
 
+# Folders found writable, and when (time.monotonic()): a burst of calls into one folder
+# checks it once. A folder made unwritable meanwhile fails the download when it is saved.
+_WRITABLE_FOLDERS: dict[str, float] = {}
+_WRITABLE_FOR = 1.0  # seconds
+_WRITABLE_KEPT = 64  # folders remembered at most
+
+
 def _check_target(target: str) -> None:
     """Raise unless ``target`` can be written: not a folder, in a writable folder.
 
-    Two access() calls when it can, and no exception: each system call lets the engine
-    thread take the GIL. A trailing slash makes access() fail unless the path is a folder.
+    One or two access() calls when it can, and no exception: each system call lets the
+    engine thread take the GIL. A trailing slash makes access() fail unless the path is a
+    folder.
     """
     folder = target[: target.rfind("/") + 1]  # os.path.dirname, without its calls
     folder = folder.rstrip("/") or folder
-    if len(target) < 512 and os.access(folder + "/", os.W_OK | os.X_OK):
-        # folder is a writable folder; a short path stays short of PATH_MAX with the slash
+    if len(target) < 512 and _writable_folder(folder):
+        # a short path stays short of PATH_MAX with the slash
         if os.access(target + "/", os.F_OK):
             raise _is_a_folder(target)
         return
@@ -514,6 +523,21 @@ def _check_target(target: str) -> None:
             f"downloadFile:fail permission denied can not open file {target}",
             Errno.PERMISSION_DENIED,
         )
+
+
+def _writable_folder(folder: str) -> bool:
+    """``folder`` is a writable folder, as access() said less than a second ago."""
+    now = time.monotonic()
+    seen = _WRITABLE_FOLDERS.get(folder)
+    if seen is not None and now - seen < _WRITABLE_FOR:
+        return True
+    if not os.access(folder + "/", os.W_OK | os.X_OK):
+        _WRITABLE_FOLDERS.pop(folder, None)
+        return False
+    if len(_WRITABLE_FOLDERS) >= _WRITABLE_KEPT:
+        _WRITABLE_FOLDERS.clear()
+    _WRITABLE_FOLDERS[folder] = now
+    return True
 
 
 def _is_a_folder(target: str) -> FileError:
