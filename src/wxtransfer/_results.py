@@ -48,13 +48,32 @@ class Headers(Mapping[str, str]):
         pairs = headers if type(headers) is list else _pairs(headers)
         for name, value in pairs:
             key = name.lower()
-            if key in lower:  # a repeat, which is rare: find the first spelling
-                first = next(n for n in items if n.lower() == key)
-                items[first] = lower[key] = f"{lower[key]}, {value}"
+            if key in lower:
+                _repeat(items, lower, key, value)
             else:
                 items[name] = lower[key] = value
         self._items = items
         self._lower = lower
+
+    @classmethod
+    def _from_head(cls, text: str) -> Headers:
+        """The headers of ``text``: ``Name: value`` lines, each ending in a line feed; a
+        line with no colon (the blank one that ends a head) is skipped."""
+        items: dict[str, str] = {}
+        lower: dict[str, str] = {}
+        for line in text.split("\n"):
+            name, sep, value = line.partition(":")
+            if sep:
+                name = name.strip()
+                key = name.lower()
+                if key in lower:
+                    _repeat(items, lower, key, value.strip())
+                else:
+                    items[name] = lower[key] = value.strip()
+        headers = cls.__new__(cls)
+        headers._items = items
+        headers._lower = lower
+        return headers
 
     def __getitem__(self, name: str) -> str:
         try:
@@ -109,6 +128,13 @@ class Headers(Mapping[str, str]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Headers, (self._items,))
+
+
+def _repeat(items: dict[str, str], lower: dict[str, str], key: str, value: str) -> None:
+    """A name sent again (in any case), which is rare: its value joins the first one's,
+    under the first spelling."""
+    first = next(n for n in items if n.lower() == key)
+    items[first] = lower[key] = f"{lower[key]}, {value}"
 
 
 class _PlatformMapping(Mapping[str, Any]):

@@ -641,19 +641,12 @@ class Transfer:
     def parse_head(self) -> None:
         """Status and headers of the last response in ``lines`` (after any 1xx)."""
         lines = self.lines
-        start = 0
-        for i in range(len(lines) - 1, -1, -1):
-            if lines[i].startswith(b"HTTP/"):
-                start = i
-                break
-        parts = lines[start].split(None, 2) if lines else []
+        raw = b"".join(lines)
+        start = raw.rfind(b"\nHTTP/") + 1  # 0: the first line, or no HTTP/ line at all
+        status_line, _, rest = raw[start:].decode("latin-1").partition("\n")
+        parts = status_line.split(None, 2)
         self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-        pairs = []
-        for raw in lines[start + 1 :]:
-            name, sep, value = raw.decode("latin-1").partition(":")
-            if sep:
-                pairs.append((name.strip(), value.strip()))
-        self.head = Headers(pairs)  # repeats joined by ", ", as Headers documents
+        self.head = Headers._from_head(rest)  # repeats joined by ", ", as Headers documents
         self.head_parsed = len(lines)
         self.redirecting = self.status in self.follow and "location" in self.head
 
