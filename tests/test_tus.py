@@ -140,6 +140,7 @@ def test_a_cut_patch_is_retried_from_the_servers_offset(
     data = os.urandom(10_000_000)
     (tmp_path / "v.bin").write_bytes(data)
     events: list[wxtransfer.RetryEvent] = []
+    logged = len(tus.requests())
     with CutProxy("127.0.0.1", _port(tus), cut_after=3_000_000, cuts=2) as cutting:
         task = rt.upload_resumable(
             cutting.url_for("/files/"), tmp_path / "v.bin", retry=wxtransfer.Retry(5, backoff=0)
@@ -158,7 +159,13 @@ def test_a_cut_patch_is_retried_from_the_servers_offset(
         [56, 55],
         [55, 55],
     )
-    assert up < len(data) + 4096  # a byte the server holds is never sent again
+    # A byte the server holds is never sent again: a PATCH whose Upload-Offset is not
+    # the server's is refused with 409, and none was. Bytes the server had received but
+    # not yet stored when the connection died (socket buffers) are lost to it, and sent
+    # again: a little per cut, more on a loaded machine.
+    answered = [r[1] for r in tus.requests_after(logged, until=1) if r[0] == "PATCH"]
+    assert len(answered) == 3 and answered[-1] == "204" and "409" not in answered, answered
+    assert len(data) <= up < len(data) + 2 * 1_000_000
     assert sent == sorted(sent)
 
 

@@ -178,6 +178,29 @@ class TusServer:
             )
         return found
 
+    def requests(self) -> list[tuple[str, str, str]]:
+        """Every request the server has logged so far: (method, status or "-" when the
+        connection ended before an answer, the Upload-Offset it carried or "-")."""
+        found: list[tuple[str, str, str]] = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            word, _, rest = line.partition(" ")
+            fields = rest.split()
+            if word == "REQUEST" and len(fields) == 3:
+                found.append((fields[0], fields[1], fields[2]))
+        return found
+
+    def requests_after(self, start: int, until: int = 0) -> list[tuple[str, str, str]]:
+        """The requests logged after the first ``start`` ones, once the log holds at
+        least ``until`` answered PATCHes among them (a request is logged when its
+        connection is done with it, a moment after the client has its answer)."""
+        deadline = time.monotonic() + 5
+        while True:
+            found = self.requests()[start:]
+            patched = [r for r in found if r[0] == "PATCH" and r[1] != "-"]
+            if len(patched) >= until or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
     def upload(self, upload_id: str) -> TusUpload:
         """The upload with this id (the last part of its Location)."""
         for found in self.uploads():

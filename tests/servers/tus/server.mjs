@@ -10,6 +10,10 @@
 // one in the request's Host header (the one the client connected to: the server's, or a
 // proxy's in front of it), or the server's own when there is no Host port. The host is
 // always 127.0.0.1, whatever the Host header names.
+//
+// Each request, once its connection is done with it, is logged to stderr as one line
+// "REQUEST <method> <status or -> <Upload-Offset sent or ->": "-" for a status means the
+// connection ended before any answer (a cut PATCH).
 import { parseArgs } from 'node:util';
 
 import { FileStore } from '@tus/file-store';
@@ -37,6 +41,12 @@ const tus = new Server({
 const http = tus.listen({ host: '127.0.0.1', port: Number(values.port) }, () => {
   listenPort = http.address().port;
   process.stdout.write(`LISTENING ${listenPort}\n`);
+});
+http.prependListener('request', (req, res) => {
+  res.on('close', () => {
+    const status = res.headersSent ? res.statusCode : '-';
+    process.stderr.write(`REQUEST ${req.method} ${status} ${req.headers['upload-offset'] ?? '-'}\n`);
+  });
 });
 
 const stop = () => {
