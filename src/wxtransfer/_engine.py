@@ -490,12 +490,11 @@ class Engine:
         api = transfer.api
         if isinstance(outcome, TransferError):
             transfer.close()
-        else:
-            handle = transfer.release()
+        elif (handle := transfer.release()) is not None:
             spare = self._spare[api]
-            if handle is not None and len(spare) < self._limits[api]:
+            if len(spare) < self._limits[api]:
                 spare.append(handle)
-            elif handle is not None:
+            else:
                 handle.close()
         self._active[api] -= 1
         if isinstance(outcome, TransferError) and not outcome.attempts:

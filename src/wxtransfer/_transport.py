@@ -794,9 +794,8 @@ class Transfer:
 
     def on_body(self, data: bytes) -> int | None:
         output = self.output
-        if output is None or not self.final or self.redirecting or self.whole:
-            return self._on_body_checked(data)
-        if self.config.rules is not None:
+        checked = self.redirecting or self.whole or self.config.rules is not None
+        if output is None or not self.final or checked:
             return self._on_body_checked(data)
         return self._keep(output, data)  # the usual case, once per 16 KiB: keep it short
 
