@@ -200,14 +200,20 @@ def test_a_content_length_cut_keeps_its_message(
 
 class CountingServer:
     """Answers ``POST /start`` with ``redirect`` (to /final) when given, anything else with
-    200; records, per connection, every byte the client sent until it closed."""
+    200; records, per connection and in the order the requests came, every byte the client
+    sent until it closed."""
 
     def __init__(self, redirect: int | None = None) -> None:
         self.redirect = redirect
         self.received: list[tuple[str, int]] = []  # (path, bytes), one per connection
+        self._arrivals = 0
+        self._order: list[int] = []  # when each entry of ``received`` arrived
         self._lock = threading.Condition()
 
     def __call__(self, sock: socket.socket, head: bytes) -> None:
+        with self._lock:
+            arrival = self._arrivals
+            self._arrivals += 1
         sock.settimeout(5)
         body = read_body(sock, head)
         path = head.split(b" ", 2)[1].decode()
@@ -220,8 +226,10 @@ class CountingServer:
         count = len(head) + len(body)
         while data := sock.recv(65536):  # anything after the request: counted too
             count += len(data)
-        with self._lock:
-            self.received.append((path, count))
+        with self._lock:  # kept in the order the requests came (connections may end late)
+            at = sum(1 for earlier in self._order if earlier < arrival)
+            self._order.insert(at, arrival)
+            self.received.insert(at, (path, count))
             self._lock.notify_all()
 
     def wait_for(self, connections: int, timeout: float = 10) -> list[tuple[str, int]]:
