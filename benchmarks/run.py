@@ -9,7 +9,9 @@ against the tus reference server ``@tus/server`` (``tests/servers/tus.py``) behi
 ``tests/servers/cutproxy.py``, both started anew for each run in this process. S3 is S1 and
 S2 over HTTP/2 with TLS to the same nginx (S3-down, S3-up); S4 is S1 through
 ``delayproxy.py``, a proxy (threads in this process, fresh for each run) that delays each
-direction by 10 ms, over HTTP/1.1 (S4-h1) and HTTP/2 (S4-h2).
+direction by 10 ms, over HTTP/1.1 (S4-h1) and HTTP/2 (S4-h2). S1 to S3 also run
+``threaded``, a reference rather than a peer: pycurl's loop split over three threads the way
+wxtransfer splits it (``clients/threaded.py``).
 
     python benchmarks/run.py                 # full run (5 rounds, 1024 MiB for D1/U1)
     python benchmarks/run.py --smoke         # tiny sizes, one round, writes under .work/
@@ -73,7 +75,22 @@ PEERS = ("pycurl", "requests", "httpx", "aiohttp")
 D2_TOOLS = ("curl", "aria2", "wxtransfer")
 U2_TOOLS = ("tuspy", "wxtransfer")
 H2_TOOLS = ("curl", "pycurl", "httpx", "wxtransfer")  # S3 and S4-h2: the tools with HTTP/2
-KNOWN_TOOLS = ("curl", "aria2", "pycurl", "requests", "httpx", "aiohttp", "tuspy", "wxtransfer")
+# A reference, not a peer (never "the best peer"): pycurl's loop split over caller, engine and
+# writer threads as wxtransfer splits it. S1, S2 and S3 only (with HTTP/2 when pycurl has it).
+REFERENCE = "threaded"
+S12_TOOLS = (*ALL_TOOLS, REFERENCE)
+S3_TOOLS = (*H2_TOOLS, REFERENCE)
+KNOWN_TOOLS = (
+    "curl",
+    "aria2",
+    "pycurl",
+    "requests",
+    "httpx",
+    "aiohttp",
+    "tuspy",
+    REFERENCE,
+    "wxtransfer",
+)
 SMALL_SIZE = 10 * 1024
 CONCURRENCY = 10
 MiB = 1 << 20
@@ -110,14 +127,18 @@ SCENARIOS = {
     for s in (
         Scenario("D1", "D1", False, "download one {size} MiB file to disk"),
         Scenario("U1", "U1", False, "multipart upload of one {size} MiB file (+ user=bench)"),
-        Scenario("S1", "S1", False, "{count} downloads of 10 KiB files, at most 10 in flight"),
-        Scenario("S2", "S2", False, "{count} multipart uploads of 10 KiB files, 10 in flight"),
+        Scenario(
+            "S1", "S1", False, "{count} downloads of 10 KiB files, at most 10 in flight", S12_TOOLS
+        ),
+        Scenario(
+            "S2", "S2", False, "{count} multipart uploads of 10 KiB files, 10 in flight", S12_TOOLS
+        ),
         Scenario(
             "S3-down",
             "S1",
             False,
             "S1 over HTTP/2 with TLS: {count} downloads of 10 KiB files, at most 10 in flight",
-            H2_TOOLS,
+            S3_TOOLS,
             http2=True,
         ),
         Scenario(
@@ -125,7 +146,7 @@ SCENARIOS = {
             "S2",
             False,
             "S2 over HTTP/2 with TLS: {count} multipart uploads of 10 KiB files, 10 in flight",
-            H2_TOOLS,
+            S3_TOOLS,
             http2=True,
         ),
         Scenario(
@@ -879,6 +900,20 @@ def scenario_table(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summ
     return "\n".join(lines)
 
 
+def split_line(scen: Scenario, summ: dict[tuple[str, str], Summary]) -> list[str]:
+    """S1 to S3: the wall ratios that split wxtransfer's cost against pycurl's loop into the
+    three-thread split (threaded ÷ pycurl) and the rest (wxtransfer ÷ threaded)."""
+    runs = {t: summ.get((scen.name, t)) for t in ("pycurl", REFERENCE, "wxtransfer")}
+    walls = {t: s.wall for t, s in runs.items() if s is not None and s.runs}
+    pairs = (("wxtransfer", REFERENCE, "beyond the split"), (REFERENCE, "pycurl", "the split"))
+    parts = [
+        f"{a} ÷ {b} **{walls[a] / walls[b]:.2f}×** ({what})"
+        for a, b, what in pairs
+        if a in walls and b in walls
+    ]
+    return [f"Wall ratios: {', '.join(parts)}.", ""] if parts else []
+
+
 def h2_skipped(scen: Scenario, cfg: Config, tools: list[Tool]) -> list[str]:
     """For S3 / S4-h2: the tools left out, and why."""
     by_name = {t.name: t for t in tools}
@@ -908,6 +943,7 @@ def s3_section(
         "",
         scenario_table(scen, cfg, summ),
         "",
+        *split_line(scen, summ),
     ]
     if skipped:
         out += ["Not run: " + "; ".join(skipped) + ".", ""]
@@ -1320,6 +1356,10 @@ def progress_table(cfg: Config, summ: dict[tuple[str, str], Summary]) -> str:
     return "\n".join(lines)
 
 
+# wxtransfer red; the references: curl grey, threaded (wxtransfer's threads alone) pale red
+COLORS = {"wxtransfer": "#d62728", "curl": "#7f7f7f", REFERENCE: "#ff9896"}
+
+
 def chart(cfg: Config, summ: dict[tuple[str, str], Summary], path: Path) -> None:
     """Bar chart of median throughput (min–max whiskers) per tool, one panel per scenario."""
     import matplotlib
@@ -1342,10 +1382,7 @@ def chart(cfg: Config, summ: dict[tuple[str, str], Summary], path: Path) -> None
         vals = [amount / s.wall for _, s in rows]
         lo = [v - amount / s.wall_max for v, (_, s) in zip(vals, rows, strict=True)]
         hi = [amount / s.wall_min - v for v, (_, s) in zip(vals, rows, strict=True)]
-        colors = [
-            "#d62728" if t == "wxtransfer" else "#7f7f7f" if t == "curl" else "#1f77b4"
-            for t in names
-        ]
+        colors = [COLORS.get(t, "#1f77b4") for t in names]
         ax.barh(names, vals, xerr=[lo, hi], color=colors, capsize=3)
         ax.invert_yaxis()
         ax.set_title(f"{scen.name}: {title(scen, cfg)}", fontsize=8, wrap=True)
@@ -1499,6 +1536,16 @@ def write_doc(
         "(pycurl, requests, httpx, aiohttp): below 1 is better.",
         "",
     ]
+    if REFERENCE in cfg.tools:
+        out += [
+            f"**{REFERENCE}** (S1 to S3) is a reference, not a peer: pycurl's bare CurlMulti "
+            "loop split over three threads the way wxtransfer splits it (the caller submits "
+            "and waits, an engine thread runs libcurl, a writer thread writes the files), "
+            f"with nothing else (`benchmarks/clients/{REFERENCE}.py`), so wxtransfer ÷ "
+            f"{REFERENCE} is wxtransfer's own cost beyond the thread split and {REFERENCE} ÷ "
+            "pycurl the split's.",
+            "",
+        ]
     skipped = [t for t in tools if not t.available]
     if skipped:
         out += ["Skipped (not available here):", ""]
@@ -1525,7 +1572,7 @@ def write_doc(
         if scen.http2:
             out += s3_section(scen, cfg, summ, tools)
             continue
-        out += [scenario_table(scen, cfg, summ), ""]
+        out += [scenario_table(scen, cfg, summ), "", *split_line(scen, summ)]
     if any(s.progress for s in cfg.scenarios):
         out += [
             "## P1: a progress listener attached versus none",
