@@ -1455,9 +1455,9 @@ def machine(ng: Nginx) -> list[tuple[str, str]]:
 SMALL_TRANSFER_LIMITS = [
     "## What limits the small transfers",
     "",
-    "Measured with `perf` (samples per thread, 10 x 1000 S1 downloads or S2 uploads in one "
-    "process, `Runtime(max_concurrent_*=10)`, files on tmpfs, against this nginx) and "
-    "cProfile:",
+    "Measured with `perf` and `py-spy --gil` (samples per thread, 10 x 1000 S1 downloads or "
+    "S2 uploads in one process, `Runtime(max_concurrent_*=10)`, files on tmpfs, against this "
+    "nginx), `strace -f` and cProfile:",
     "",
     "- **One Python at a time.** pycurl's bare loop does all of a transfer on one thread, "
     "in about 110 µs here. wxtransfer splits it over three: the caller's (checks, task, "
@@ -1466,17 +1466,30 @@ SMALL_TRANSFER_LIMITS = [
     "never stalls the network. Their Python runs one at a time under the GIL, and each "
     "hand-over of the GIL between two threads that both want it costs a futex wake-up and, "
     "on this VM, tens of µs: one `access()` on the caller's thread takes ~55 µs while the "
-    "engine runs, ~1 µs alone.",
-    "- **S1 (downloads)**: the engine thread spends ~255 µs per download: Python ~126 µs "
-    "(the head, the flow, the result and its profile, the file handed over, the next "
-    "transfer set up), waiting for the GIL and locks ~54 µs, libcurl ~24 µs, sockets and "
-    "`poll` ~24 µs. The writer thread ~142 µs: the GIL ~52 µs, the four file system calls "
-    "(create the part, write, close, rename it into place, so that a file never carries "
-    "its final name before it is complete) ~42 µs, Python ~41 µs. pycurl's loop writes "
-    "to the final name.",
-    "- **S2 (uploads)**: no writer; the engine ~242 µs per upload: Python ~130 µs, libcurl "
-    "~26 µs, the GIL ~23 µs, sockets ~21 µs, reading the small file ~15 µs. The caller "
-    "runs ~40 µs of Python per call (checks, task).",
+    "engine runs, ~1 µs alone; a call to `download_file` ~15 µs alone, 50-70 µs of CPU "
+    "while the engine runs.",
+    "- **The split itself** is measured in every run by `threaded` (pycurl's loop on the "
+    "same three threads, with nothing else): threaded ÷ pycurl under each S1-S3 table. In "
+    "the 3-round run that brought it in, the split cost 1.31x (S1), 1.49x (S2), 1.14x "
+    "(S3-down) and 1.12x (S3-up) of pycurl's wall time. The target S1, S2 ≥ 0.8x pycurl "
+    "is a wall of at most 1.25x pycurl's: at or below what the split alone costs for S1 "
+    "and S2, so no design that keeps the split meets it on this machine; what wxtransfer "
+    "can cut is its own cost beyond the split (wxtransfer ÷ threaded): 2.21x, 1.40x, 2.00x "
+    "and 1.73x in that run.",
+    "- **Beyond the split, S1 (downloads)**: the engine thread spends ~255 µs per download: "
+    "Python ~126 µs (the head, the flow, the result and its profile, the file handed over, "
+    "the next transfer set up), waiting for the GIL and locks ~54 µs, libcurl ~24 µs, "
+    "sockets and `poll` ~24 µs. The writer thread ~142 µs: the GIL ~52 µs, the four file "
+    "system calls (create the part, write, close, rename it into place, so that a file "
+    "never carries its final name before it is complete) ~42 µs, Python ~41 µs. The three "
+    "threads make ~26 futex calls per download (`strace -f`), the same split with nothing "
+    "else ~5: more Python per transfer is more hand-overs. No one function stands out: "
+    "held-GIL samples on the engine put the profile at ~10 %, handing the file to the "
+    "writer (whose queue wakes it) ~8 %, setting the handle up ~7 %, reading the head "
+    "~11 %, and the rest below 5 % each.",
+    "- **Beyond the split, S2 (uploads)**: no writer; the engine ~242 µs per upload: Python "
+    "~130 µs, libcurl ~26 µs, the GIL ~23 µs, sockets ~21 µs, reading the small file "
+    "~15 µs. The caller runs ~40 µs of Python per call (checks, task).",
     "- **S3 (HTTP/2)**: the same per-transfer costs as S1 and S2; TLS and HTTP/2 framing "
     "cost every tool about the same.",
     "- **S4 (20 ms round trip)**: the network sets the pace; every tool is within a few "
@@ -1491,11 +1504,16 @@ SMALL_TRANSFER_LIMITS = [
     "`access()` per call instead of two "
     "(a folder found writable counts for a second); the head parsed from its joined bytes "
     "(8.2 µs instead of 10.5). Tried with no measurable effect: one writer job for all the "
-    "files an engine pass ends, and, as a what-if, no header callback at all.",
+    "files an engine pass ends, and, as a what-if, no header callback at all. As what-ifs "
+    "together (10 interleaved runs of 5 x 1000 S1 downloads, medians): no profile, no "
+    "event reported, the writer woken once per engine pass: 0.316 s against 0.361 s, "
+    "about 12 %; alone, each gained 4-7 %, within this machine's noise.",
     "",
     "What would move S1 and S2 further is less Python per transfer and fewer GIL "
     "hand-overs: file work outside this process's GIL (a helper process), the per-transfer "
-    "bookkeeping in C, or a free-threaded CPython.",
+    "bookkeeping in C, or a free-threaded CPython. Reaching 0.8x pycurl's loop also needs "
+    "a way round the split's own cost: the caller's thread running the engine while it "
+    "waits, for instance.",
     "",
 ]
 
