@@ -1469,13 +1469,12 @@ SMALL_TRANSFER_LIMITS = [
     "engine runs, ~1 µs alone; a call to `download_file` ~15 µs alone, 50-70 µs of CPU "
     "while the engine runs.",
     "- **The split itself** is measured in every run by `threaded` (pycurl's loop on the "
-    "same three threads, with nothing else): threaded ÷ pycurl under each S1-S3 table. In "
-    "the 3-round run that brought it in, the split cost 1.31x (S1), 1.49x (S2), 1.14x "
-    "(S3-down) and 1.12x (S3-up) of pycurl's wall time. The target S1, S2 ≥ 0.8x pycurl "
-    "is a wall of at most 1.25x pycurl's: at or below what the split alone costs for S1 "
-    "and S2, so no design that keeps the split meets it on this machine; what wxtransfer "
-    "can cut is its own cost beyond the split (wxtransfer ÷ threaded): 2.21x, 1.40x, 2.00x "
-    "and 1.73x in that run.",
+    "same three threads, with nothing else): threaded ÷ pycurl under each S1-S3 table, "
+    "1.04x to 1.19x in the full run above, 1.12x to 1.49x in a 3-round run on a busier "
+    "day. So the split is not what keeps S1 and S2 from 0.8x pycurl's loop (a wall of at "
+    "most 1.25x pycurl's), nor S3 from curl: `threaded` meets both. What does is "
+    "wxtransfer's own work beyond the split, wxtransfer ÷ threaded: 1.65x (S2) to 2.59x "
+    "(S1) in the full run above.",
     "- **Beyond the split, S1 (downloads)**: the engine thread spends ~255 µs per download: "
     "Python ~126 µs (the head, the flow, the result and its profile, the file handed over, "
     "the next transfer set up), waiting for the GIL and locks ~54 µs, libcurl ~24 µs, "
@@ -1511,9 +1510,7 @@ SMALL_TRANSFER_LIMITS = [
     "",
     "What would move S1 and S2 further is less Python per transfer and fewer GIL "
     "hand-overs: file work outside this process's GIL (a helper process), the per-transfer "
-    "bookkeeping in C, or a free-threaded CPython. Reaching 0.8x pycurl's loop also needs "
-    "a way round the split's own cost: the caller's thread running the engine while it "
-    "waits, for instance.",
+    "bookkeeping in C, or a free-threaded CPython.",
     "",
 ]
 
