@@ -99,3 +99,58 @@ def test_a_small_body_is_one_job_and_a_discard_leaves_nothing(tmp_path: Path) ->
     finally:
         writer.close(10)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.bin"]
+
+
+def test_a_holding_thread_hands_its_jobs_over_at_flush() -> None:
+    writer = Writer(name="test-output")
+    ran: list[str] = []
+    done = threading.Event()
+    try:
+        writer.hold()  # this thread, as the engine's
+        writer.submit(lambda: ran.append("held"))
+        other = threading.Thread(target=writer.submit, args=(lambda: ran.append("other"),))
+        other.start()
+        other.join(10)
+        writer.submit(done.set)
+        assert not done.wait(0.2)  # held: not run before the flush
+        assert ran == ["other"]  # another thread's job is not held
+        writer.flush()
+        assert done.wait(10)
+        assert ran == ["other", "held"]
+    finally:
+        writer.close(10)
+
+
+def test_a_submit_waiting_for_room_lets_its_held_jobs_go_first(tmp_path: Path) -> None:
+    # The held jobs count in the bound: waiting for room with them held would never end.
+    writer = Writer(name="test-output", max_queued=100)
+    done = threading.Event()
+
+    def engine() -> None:
+        writer.hold()
+        writer.submit(lambda: (tmp_path / "first").write_bytes(b"x" * 80), 80)
+        writer.submit(lambda: (tmp_path / "second").write_bytes(b"y" * 80), 80)  # waits
+        writer.submit(done.set)
+        writer.flush()
+
+    holder = threading.Thread(target=engine, daemon=True)
+    holder.start()
+    try:
+        holder.join(10)
+        assert not holder.is_alive(), "the second submit never found room"
+        assert done.wait(10)
+    finally:
+        writer.close(10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first", "second"]
+
+
+def test_part_names_follow_a_fork() -> None:
+    # The pid in part names is kept, not asked per file: a forked child must see its own.
+    from wxtransfer import _output
+
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only when its part names carry its pid
+        os._exit(0 if _output._pid == os.getpid() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _output._pid == os.getpid()

@@ -165,6 +165,7 @@ class Engine:
         poll = self._poll.poll
         commands = self._commands
         hold_wakeups()
+        self._writer.hold()
         try:
             while True:
                 if not commands.empty():
@@ -179,6 +180,7 @@ class Engine:
                 wait = self._watch()
                 if self._timers:
                     wait = self._timer_wait(wait)
+                self._writer.flush()
                 release_wakeups()  # callers waiting on a result run while we wait here
                 with self._lock:
                     if commands.empty():
@@ -204,6 +206,7 @@ class Engine:
             self._closed.set()
             raise
         finally:
+            self._writer.flush()
             release_wakeups()
 
     def _drain_commands(self) -> None:
@@ -220,7 +223,8 @@ class Engine:
         if not self._by_handle:
             return
         multi = self._multi
-        release_wakeups()  # perform() lets go of the GIL: a woken caller runs beside it
+        self._writer.flush()  # perform() lets go of the GIL: the writer and a woken caller
+        release_wakeups()  # run beside it
         while True:
             ret, running = multi.perform()
             if ret != pycurl.E_CALL_MULTI_PERFORM:

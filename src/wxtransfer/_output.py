@@ -44,6 +44,16 @@ _BATCH = 1 << 20  # bytes gathered on the engine thread before one writev on the
 _BATCH_CHUNKS = 512  # and at most this many chunks (writev takes up to IOV_MAX = 1024)
 _MAX_QUEUED = 8 << 20  # bytes handed to the writer and not yet written
 _PART_NAMES = itertools.count(1)
+_pid = os.getpid()  # in part names: a system call per file otherwise
+
+
+def _new_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_pid)
 _SMALL_BODY = 256 << 10  # announced sizes up to this are written in one job at the end
 _SMALL_WRITE = 64 << 10  # finished downloads wait no longer than writes up to this size
 _JOBS_PER_RELEASE = 8  # and than this many jobs
@@ -148,7 +158,12 @@ class Buffers:
 
 
 class Writer:
-    """One thread that runs file jobs in order; started on first use."""
+    """One thread that runs file jobs in order; started on first use.
+
+    The thread that calls ``hold()`` (the engine's) has its jobs held until its next
+    ``flush()``: it flushes before it blocks or calls into libcurl, so the writer is woken
+    once for the files a pass of the engine ends rather than once per file.
+    """
 
     def __init__(self, name: str = "wxtransfer-files", max_queued: int = _MAX_QUEUED) -> None:
         self.buffers = Buffers(keep=max_queued // _BATCH + 2)
@@ -158,22 +173,47 @@ class Writer:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._queued = 0
+        self._waiting = 0  # submitters waiting for room
+        self._holder: int | None = None  # the thread whose jobs wait for its flush()
+        self._held: list[tuple[Job, int]] = []
         self._thread: threading.Thread | None = None
+
+    def hold(self) -> None:
+        """From now on, hold this thread's jobs until its ``flush()``."""
+        self._holder = threading.get_ident()
+
+    def flush(self) -> None:
+        """Hand the held jobs to the writer thread (on the holding thread)."""
+        held = self._held
+        if held:
+            self._held = []
+            put = self._queue.put
+            for item in held:
+                put(item)
 
     def submit(self, job: Job, size: int = 0) -> None:
         """Queue ``job``; with ``size`` bytes to write, first wait until they fit the bound."""
         with self._lock:
             if size:
                 while self._queued and self._queued + size > self._max_queued:
-                    self._room.wait()
+                    self.flush()  # what is held counts in the bound: let it go first
+                    self._waiting += 1
+                    try:
+                        self._room.wait()
+                    finally:
+                        self._waiting -= 1
                 self._queued += size
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-        self._queue.put((job, size))
+        if self._holder == threading.get_ident():
+            self._held.append((job, size))
+        else:
+            self._queue.put((job, size))
 
     def close(self, timeout: float | None = None) -> None:
         """Run what is queued, then stop the thread."""
+        self.flush()
         with self._lock:
             thread = self._thread
         if thread is not None:
@@ -213,7 +253,8 @@ class Writer:
             if size:
                 with self._lock:
                     self._queued -= size
-                    self._room.notify_all()
+                    if self._waiting:
+                        self._room.notify_all()
 
 
 class Output:
@@ -412,7 +453,7 @@ class Output:
             prefix, suffix, mode = os.path.join(folder, "."), ".part", 0o600
         for _ in range(100):
             # A name of our own (pid and a counter); O_EXCL makes sure it is new.
-            name = f"{prefix}{os.getpid()}-{next(_PART_NAMES)}{suffix}"
+            name = f"{prefix}{_pid}-{next(_PART_NAMES)}{suffix}"
             try:
                 self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
             except FileExistsError:
