@@ -134,6 +134,34 @@ def test_a_late_listener_gets_the_latest_event_at_once(tmp_path: Path, server: A
     assert [e.status_code for _, e in late.events] == [200]
 
 
+def test_events_nobody_heard_are_replayed_whole_to_a_late_listener(
+    tmp_path: Path, server: Any
+) -> None:
+    # A listener that comes late gets the latest event of its kind at once, whole, even
+    # though nobody listened when it happened.
+    late = Recorder()
+    with runtime(tmp_path) as rt:
+        task = rt.download_file(server.url + "/slow/20480?delay=0.3")  # 1 KiB every 0.3 s
+        time.sleep(1)  # the head and a few chunks arrive with nobody listening
+        task.on_headers_received(late("headers"))
+        task.on_progress_update(late("progress"))
+        deadline = time.monotonic() + 5
+        while len(late.events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        task.abort()
+        task.exception(10)
+    kinds = late.kinds()
+    assert kinds[:2] == ["headers", "progress"]
+    head = late.events[0][1]
+    assert isinstance(head, wxtransfer.HeadersReceived)
+    assert head.status_code == 200 and head.header["content-length"] == "20480"
+    progress = late.events[1][1]
+    assert isinstance(progress, wxtransfer.DownloadProgress)
+    assert progress.total_bytes_expected_to_write == 20480
+    assert 0 < progress.total_bytes_written < 20480
+    assert progress.progress == progress.total_bytes_written * 100 // 20480
+
+
 def test_a_late_listener_is_served_before_the_outcome(tmp_path: Path, server: Any) -> None:
     # The replay of the latest event to a new listener is queued like any event: the
     # outcome (and result()) waits for it, even for a task without callbacks.
