@@ -1486,6 +1486,14 @@ SMALL_TRANSFER_LIMITS = [
     "held-GIL samples on the engine put the profile at ~10 %, handing the file to the "
     "writer (whose queue wakes it) ~8 %, setting the handle up ~7 %, reading the head "
     "~11 %, and the rest below 5 % each.",
+    "- **Hand-overs across CPUs.** Pinning the whole process to one CPU (`taskset`, in the "
+    "in-process harness, 8 interleaved runs of 5 x 1000 S1 downloads) made wxtransfer's "
+    "S1 19-33 % faster, and neither pycurl's loop nor the same three-thread split with "
+    "nothing else (the harness's twin of `threaded`): a hand-over of "
+    "the GIL to a thread asleep on the other vCPU wakes that vCPU, which this VM makes "
+    "dear, and wxtransfer's threads, with more Python each, contend for the GIL far more "
+    "often than the bare split's. A library cannot pin its caller; what it can do is hold "
+    "less Python per transfer and wake its threads less often.",
     "- **Beyond the split, S2 (uploads)**: no writer; the engine ~242 µs per upload: Python "
     "~130 µs, libcurl ~26 µs, the GIL ~23 µs, sockets ~21 µs, reading the small file "
     "~15 µs. The caller runs ~40 µs of Python per call (checks, task).",
@@ -1502,11 +1510,15 @@ SMALL_TRANSFER_LIMITS = [
     "of the caller's thread in S2, now ~9 %, for the tasks the caller keeps); one "
     "`access()` per call instead of two "
     "(a folder found writable counts for a second); the head parsed from its joined bytes "
-    "(8.2 µs instead of 10.5). Tried with no measurable effect: one writer job for all the "
-    "files an engine pass ends, and, as a what-if, no header callback at all. As what-ifs "
-    "together (10 interleaved runs of 5 x 1000 S1 downloads, medians): no profile, no "
-    "event reported, the writer woken once per engine pass: 0.316 s against 0.361 s, "
-    "about 12 %; alone, each gained 4-7 %, within this machine's noise.",
+    "(8.2 µs instead of 10.5); the engine hands its file jobs to the writer at its next "
+    "flush, before `perform()` or `poll()`, so the writer is woken once per engine pass, "
+    "not once per file (context switches -25 to -35 %, S1 4-9 % faster in 12 interleaved "
+    "runs). Tried with no measurable effect: no header callback at all (a what-if), and "
+    "making no event object when nobody listens (kept only as `(type, args)` for a late "
+    "listener: 12 interleaved runs within noise, so not kept). As what-ifs together (10 "
+    "interleaved runs of 5 x 1000 S1 downloads, medians): no profile, no event reported, "
+    "the writer woken once per engine pass: 0.316 s against 0.361 s, about 12 %; alone, "
+    "each gained 4-7 %, within this machine's noise.",
     "",
     "What would move S1 and S2 further is less Python per transfer and fewer GIL "
     "hand-overs: file work outside this process's GIL (a helper process), the per-transfer "
