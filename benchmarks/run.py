@@ -1470,11 +1470,12 @@ SMALL_TRANSFER_LIMITS = [
     "while the engine runs.",
     "- **The split itself** is measured in every run by `threaded` (pycurl's loop on the "
     "same three threads, with nothing else): threaded ÷ pycurl under each S1-S3 table, "
-    "1.04x to 1.19x in the full run above, 1.12x to 1.49x in a 3-round run on a busier "
+    "0.96x to 1.28x in the full run above, 1.12x to 1.49x in a 3-round run on a busier "
     "day. So the split is not what keeps S1 and S2 from 0.8x pycurl's loop (a wall of at "
-    "most 1.25x pycurl's), nor S3 from curl: `threaded` meets both. What does is "
-    "wxtransfer's own work beyond the split, wxtransfer ÷ threaded: 1.65x (S2) to 2.59x "
-    "(S1) in the full run above.",
+    "most 1.25x pycurl's): `threaded` meets it, and S3-up's 1.0x curl too (S3-down's not "
+    "in that run: 1.24x curl's wall). What keeps wxtransfer from them is its own work "
+    "beyond the split, wxtransfer ÷ threaded: 1.52x (S3-down) to 2.16x (S1) in the full "
+    "run above.",
     "- **Beyond the split, S1 (downloads)**: the engine thread spends ~255 µs per download: "
     "Python ~126 µs (the head, the flow, the result and its profile, the file handed over, "
     "the next transfer set up), waiting for the GIL and locks ~54 µs, libcurl ~24 µs, "
