@@ -30,6 +30,19 @@ def _easy() -> Any:
     return c
 
 
+def _handles(args: Args) -> list[Any]:
+    """S1/S2's ``concurrency`` easy handles, with the CA and, for ``--http2``, HTTP/2 and
+    PIPEWAIT set."""
+    free = [_easy() for _ in range(args.concurrency)]
+    for c in free:
+        if args.ca_file:
+            c.setopt(pycurl.CAINFO, args.ca_file)
+        if args.http2:
+            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
+            c.setopt(pycurl.PIPEWAIT, 1)  # wait for a connection being made, to multiplex
+    return free
+
+
 def _http2() -> bool:
     """libcurl built with nghttp2."""
     return bool(pycurl.version_info()[4] & pycurl.VERSION_HTTP2)
@@ -87,13 +100,7 @@ def upload(args: Args, prog: Progress | None) -> int:
 def many(args: Args, upload_: bool) -> int:
     """S1/S2: a CurlMulti driving at most ``concurrency`` reused easy handles."""
     m = pycurl.CurlMulti()
-    free = [_easy() for _ in range(args.concurrency)]
-    for c in free:
-        if args.ca_file:
-            c.setopt(pycurl.CAINFO, args.ca_file)
-        if args.http2:
-            c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
-            c.setopt(pycurl.PIPEWAIT, 1)  # wait for a connection being made, to multiplex
+    free = _handles(args)
     if upload_:
         jobs: deque[tuple[str, Path]] = deque((args.url, p) for p in args.small_files())
     else:

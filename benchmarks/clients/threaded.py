@@ -30,7 +30,7 @@ from typing import Any
 import pycurl
 
 from clients._common import Args, Failure, Progress, check, check_file, check_upload, main
-from clients.pycurl import _easy, _form, _http2
+from clients.pycurl import _form, _handles, _http2
 
 
 class Job:
@@ -94,13 +94,7 @@ class Engine:
     def engine(self) -> None:
         args, m = self.args, pycurl.CurlMulti()
         held: list[threading.Lock] = []  # waiters finished, released before blocking
-        free = [_easy() for _ in range(args.concurrency)]
-        for c in free:
-            if args.ca_file:
-                c.setopt(pycurl.CAINFO, args.ca_file)
-            if args.http2:
-                c.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
-                c.setopt(pycurl.PIPEWAIT, 1)
+        free = _handles(args)
         state: dict[int, tuple[Job, list[bytes], Any]] = {}
         stopping = False
         while True:
