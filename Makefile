@@ -27,6 +27,7 @@ test: $(STAMP)
 	$(MAKE) lint typecheck
 	$(BIN)/pytest
 	$(BIN)/python benchmarks/run.py --smoke
+	$(BIN)/python benchmarks/inprocess.py wxtransfer-S1 --rounds 1 --count 20
 
 # The demo installs only what it runs: the library with its cli and server extras.
 DEMO_VENV := .venv-demo

@@ -1,0 +1,171 @@
+"""S1/S2 in one process, with counters: where the small transfers' time goes.
+
+``run.py`` measures each tool from outside, one process per run. This runs the same many
+small transfers several times in one process, against the bench's nginx, and prints per
+round the wall time and, per thread, the CPU time and the voluntary context switches
+(sleeps: waits for the GIL, a lock or a queue) per transfer, read from ``/proc``. Counts
+move less than wall time on a busy machine, so a change that cuts hand-overs between
+threads shows in them first.
+
+    python benchmarks/inprocess.py wxtransfer-S1 --rounds 7
+    python benchmarks/inprocess.py wxtransfer-S2 --rounds 7 --pin 0
+    python benchmarks/inprocess.py pycurl-S1 --count 1000
+
+``--pin CPU`` keeps the process on one CPU (Linux): the threads then hand the GIL over
+without waking another CPU. Attach ``perf`` or ``py-spy --gil`` to the process for
+profiles. Linux only (``/proc``); traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pycurl
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+from server import Nginx  # noqa: E402
+
+import wxtransfer  # noqa: E402
+
+WORK = BENCH_DIR / ".work" / "inprocess"
+SIZE = 10 * 1024
+CONCURRENCY = 10
+
+
+def thread_counters() -> dict[str, tuple[float, int]]:
+    """Per live thread of this process: (CPU seconds, voluntary context switches)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, tuple[float, int]] = {}
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            schedstat = (task / "schedstat").read_text()  # ns on the CPU, first
+            status = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        cpu = int(schedstat.split()[0]) / 1e9
+        sleeps = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+        out[names.get(int(task.name), task.name)] = (cpu, sleeps)
+    return out
+
+
+def wx_many(
+    rt: wxtransfer.Runtime, base: str, names: list[str], files: Path, out: Path, up: bool
+) -> None:
+    tasks: list[wxtransfer.UploadTask] | list[wxtransfer.DownloadTask]
+    if up:
+        tasks = [rt.upload_file(f"{base}/upload", str(files / n), "file", timeout=0) for n in names]
+    else:
+        tasks = [rt.download_file(f"{base}/{n}", file_path=str(out / n), timeout=0) for n in names]
+    for task in tasks:
+        if task.result().status_code != 200:
+            raise SystemExit(f"status {task.result().status_code}")
+
+
+def pycurl_many(base: str, names: list[str], out: Path) -> None:
+    """pycurl's bare CurlMulti loop, as ``clients/pycurl.py`` runs S1."""
+    multi = pycurl.CurlMulti()
+    free = [pycurl.Curl() for _ in range(CONCURRENCY)]
+    jobs = list(reversed(names))
+    files: dict[int, object] = {}
+    active = 0
+    while jobs or active:
+        while jobs and free:
+            c, name = free.pop(), jobs.pop()
+            c.setopt(pycurl.URL, f"{base}/{name}")
+            f = open(out / name, "wb")  # closed when its transfer ends
+            c.setopt(pycurl.WRITEDATA, f)
+            files[id(c)] = f
+            multi.add_handle(c)
+            active += 1
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        while True:
+            queued, ok, failed = multi.info_read()
+            if failed:
+                raise SystemExit(f"curl error {failed[0][1:]}")
+            for c in ok:
+                files.pop(id(c)).close()  # type: ignore[attr-defined]
+                multi.remove_handle(c)
+                free.append(c)
+                active -= 1
+            if not queued:
+                break
+        if active and not (jobs and free):
+            wait = multi.timeout()
+            if wait != 0:
+                multi.select(wait / 1000 if 0 < wait < 1000 else 1.0)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["wxtransfer-S1", "wxtransfer-S2", "pycurl-S1"])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--pin", type=int, default=None, help="keep the process on this CPU")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/dev/shm/wxtransfer-inprocess") if Path("/dev/shm").is_dir() else None,
+        help="where the downloads go, emptied each round (default: tmpfs, so that the "
+        "disk's own costs stay out of the counts)",
+    )
+    a = p.parse_args()
+    out = a.out or WORK / "out"
+
+    root = WORK / "www"
+    (WORK / "files").mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    names = [f"{i:05d}.bin" for i in range(a.count)]
+    blob = os.urandom(SIZE)
+    for name in names:
+        for folder in (root, WORK / "files"):
+            if not (folder / name).exists():
+                (folder / name).write_bytes(blob)
+    ng = Nginx(work=WORK / "nginx", root=root)
+    ng.start()
+    if a.pin is not None:
+        os.sched_setaffinity(0, {a.pin})  # this thread; the runtime's threads inherit it
+    rt = wxtransfer.Runtime(
+        max_concurrent_downloads=CONCURRENCY, max_concurrent_uploads=CONCURRENCY
+    )
+    walls: list[float] = []
+    try:
+        for k in range(a.rounds):
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            before = thread_counters()
+            t0 = time.perf_counter()
+            if a.what == "pycurl-S1":
+                pycurl_many(ng.base_url, names, out)
+            else:
+                wx_many(rt, ng.base_url, names, WORK / "files", out, a.what == "wxtransfer-S2")
+            wall = time.perf_counter() - t0
+            walls.append(wall)
+            after = thread_counters()
+            per = []
+            for name, (cpu, sleeps) in sorted(after.items()):
+                cpu0, sleeps0 = before.get(name, (0.0, 0))
+                if cpu - cpu0 > 0.001:
+                    per.append(
+                        f"{name} {(cpu - cpu0) * 1e6 / a.count:.0f} µs "
+                        f"{(sleeps - sleeps0) / a.count:.2f} sleeps"
+                    )
+            print(f"round {k + 1}: {wall:.3f} s | " + " | ".join(per), flush=True)
+        print(f"{a.what}: median {statistics.median(walls):.3f} s, min {min(walls):.3f} s")
+    finally:
+        rt.close()
+        ng.stop()
+        shutil.rmtree(out, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
