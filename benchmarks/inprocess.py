@@ -9,7 +9,7 @@ threads shows in them first.
 
     python benchmarks/inprocess.py wxtransfer-S1 --rounds 7
     python benchmarks/inprocess.py wxtransfer-S2 --rounds 7 --pin 0
-    python benchmarks/inprocess.py pycurl-S1 --count 1000
+    python benchmarks/inprocess.py pycurl-S1 --count 1000   # clients/pycurl.py's loop
 
 ``--pin CPU`` keeps the process on one CPU (Linux): the threads then hand the GIL over
 without waking another CPU. Attach ``perf`` or ``py-spy --gil`` to the process for
@@ -27,10 +27,10 @@ import threading
 import time
 from pathlib import Path
 
-import pycurl
-
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
+from clients._common import Args, small_name  # noqa: E402
+from clients.pycurl import many as pycurl_many  # noqa: E402
 from server import Nginx  # noqa: E402
 
 import wxtransfer  # noqa: E402
@@ -69,44 +69,9 @@ def wx_many(
             raise SystemExit(f"status {task.result().status_code}")
 
 
-def pycurl_many(base: str, names: list[str], out: Path) -> None:
-    """pycurl's bare CurlMulti loop, as ``clients/pycurl.py`` runs S1."""
-    multi = pycurl.CurlMulti()
-    free = [pycurl.Curl() for _ in range(CONCURRENCY)]
-    jobs = list(reversed(names))
-    files: dict[int, object] = {}
-    active = 0
-    while jobs or active:
-        while jobs and free:
-            c, name = free.pop(), jobs.pop()
-            c.setopt(pycurl.URL, f"{base}/{name}")
-            f = open(out / name, "wb")  # closed when its transfer ends
-            c.setopt(pycurl.WRITEDATA, f)
-            files[id(c)] = f
-            multi.add_handle(c)
-            active += 1
-        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
-            pass
-        while True:
-            queued, ok, failed = multi.info_read()
-            if failed:
-                raise SystemExit(f"curl error {failed[0][1:]}")
-            for c in ok:
-                files.pop(id(c)).close()  # type: ignore[attr-defined]
-                multi.remove_handle(c)
-                free.append(c)
-                active -= 1
-            if not queued:
-                break
-        if active and not (jobs and free):
-            wait = multi.timeout()
-            if wait != 0:
-                multi.select(wait / 1000 if 0 < wait < 1000 else 1.0)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["wxtransfer-S1", "wxtransfer-S2", "pycurl-S1"])
+    p.add_argument("what", choices=["wxtransfer-S1", "wxtransfer-S2", "pycurl-S1", "pycurl-S2"])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--pin", type=int, default=None, help="keep the process on this CPU")
@@ -123,7 +88,7 @@ def main() -> int:
     root = WORK / "www"
     (WORK / "files").mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
-    names = [f"{i:05d}.bin" for i in range(a.count)]
+    names = [small_name(i) for i in range(a.count)]
     blob = os.urandom(SIZE)
     for name in names:
         for folder in (root, WORK / "files"):
@@ -143,8 +108,21 @@ def main() -> int:
             out.mkdir(parents=True)
             before = thread_counters()
             t0 = time.perf_counter()
-            if a.what == "pycurl-S1":
-                pycurl_many(ng.base_url, names, out)
+            if a.what.startswith("pycurl"):  # clients/pycurl.py's loop, as run.py runs it
+                up = a.what == "pycurl-S2"
+                url = ng.upload_url if up else ng.base_url + "/"
+                pycurl_many(
+                    Args(
+                        a.what[-2:],
+                        url,
+                        WORK / "files" if up else out,
+                        a.count,
+                        SIZE,
+                        False,
+                        CONCURRENCY,
+                    ),
+                    up,
+                )
             else:
                 wx_many(rt, ng.base_url, names, WORK / "files", out, a.what == "wxtransfer-S2")
             wall = time.perf_counter() - t0

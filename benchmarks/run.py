@@ -1489,8 +1489,10 @@ SMALL_TRANSFER_LIMITS = [
     "writer (whose queue wakes it) ~8 %, setting the handle up ~7 %, reading the head "
     "~11 %, and the rest below 5 % each.",
     "- **Hand-overs of the GIL across CPUs.** `benchmarks/inprocess.py` (7 rounds of 1000, "
-    "medians) gave S1 0.270-0.300 s, and 0.189-0.201 s with the process kept on one CPU "
-    "(`--pin 0`); S2 0.242 s, and 0.164 s pinned; pycurl's loop 0.078 s either way. "
+    "medians, runs in pairs on a noisy machine) gave wxtransfer's S1 0.270-0.359 s, and "
+    "0.189-0.291 s with the process kept on one CPU (`--pin 0`), each pair 20-30 % apart; "
+    "S2 0.197-0.242 s, and 0.164-0.169 s pinned; pycurl's loop 0.08-0.12 s, pinned or "
+    "not, with no trend. "
     "Unpinned, each S1 download costs the engine ~140-180 µs of CPU and ~1.3-1.6 sleeps "
     "(waits for the GIL), the writer ~60-70 µs and ~1.1-1.4 sleeps, the caller ~55 µs and "
     "~0.5 sleeps; pinned, ~115 µs and 0.03 sleeps, ~45 µs and 0.15, ~32 µs and 0.27. On "
