@@ -44,16 +44,6 @@ _BATCH = 1 << 20  # bytes gathered on the engine thread before one writev on the
 _BATCH_CHUNKS = 512  # and at most this many chunks (writev takes up to IOV_MAX = 1024)
 _MAX_QUEUED = 8 << 20  # bytes handed to the writer and not yet written
 _PART_NAMES = itertools.count(1)
-_pid = os.getpid()  # in part names: a system call per file otherwise
-
-
-def _new_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_pid)
 _SMALL_BODY = 256 << 10  # announced sizes up to this are written in one job at the end
 _SMALL_WRITE = 64 << 10  # finished downloads wait no longer than writes up to this size
 _JOBS_PER_RELEASE = 8  # and than this many jobs
@@ -63,6 +53,18 @@ Job = Callable[[], None]
 
 PART_SUFFIX = ".wxpart"  # a resumable download's bytes: <file_path>.wxpart
 CHECKPOINT_SUFFIX = ".wxpart.json"  # and what they are: URL, validator, complete length
+
+_pid = os.getpid()  # in part names; asked once, not with a system call per file
+
+
+def _new_pid() -> None:
+    """A forked child names its part files with its own pid."""
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_pid)
 
 
 class KeptPart(NamedTuple):
