@@ -205,9 +205,9 @@ class CountingServer:
 
     def __init__(self, redirect: int | None = None) -> None:
         self.redirect = redirect
-        self.received: list[tuple[str, int]] = []  # (path, bytes), one per connection
+        # (arrival, path, bytes), one per connection, as connections end
+        self._received: list[tuple[int, str, int]] = []
         self._arrivals = 0
-        self._order: list[int] = []  # when each entry of ``received`` arrived
         self._lock = threading.Condition()
 
     def __call__(self, sock: socket.socket, head: bytes) -> None:
@@ -226,18 +226,17 @@ class CountingServer:
         count = len(head) + len(body)
         while data := sock.recv(65536):  # anything after the request: counted too
             count += len(data)
-        with self._lock:  # kept in the order the requests came (connections may end late)
-            at = sum(1 for earlier in self._order if earlier < arrival)
-            self._order.insert(at, arrival)
-            self.received.insert(at, (path, count))
+        with self._lock:
+            self._received.append((arrival, path, count))
             self._lock.notify_all()
 
     def wait_for(self, connections: int, timeout: float = 10) -> list[tuple[str, int]]:
         """The counts, once ``connections`` have ended (the client may see its response
         before the server has read the end of the connection)."""
         with self._lock:
-            self._lock.wait_for(lambda: len(self.received) >= connections, timeout)
-            return list(self.received)
+            self._lock.wait_for(lambda: len(self._received) >= connections, timeout)
+            # in the order the requests came: a connection may end after a later one's
+            return [(path, count) for _, path, count in sorted(self._received)]
 
 
 @pytest.mark.parametrize("redirect", [None, 307, 308])
