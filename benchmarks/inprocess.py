@@ -59,14 +59,21 @@ def thread_counters() -> dict[str, tuple[float, int]]:
 def wx_many(
     rt: wxtransfer.Runtime, base: str, names: list[str], files: Path, out: Path, up: bool
 ) -> None:
+    """S1 or S2 as ``clients/wxtransfer.py`` runs them, but on a runtime that outlives the
+    round: its threads must still be there to be counted."""
     tasks: list[wxtransfer.UploadTask] | list[wxtransfer.DownloadTask]
     if up:
-        tasks = [rt.upload_file(f"{base}/upload", str(files / n), "file", timeout=0) for n in names]
+        form = {"user": "bench"}
+        tasks = [
+            rt.upload_file(f"{base}/upload", str(files / n), "file", form_data=form, timeout=0)
+            for n in names
+        ]
     else:
         tasks = [rt.download_file(f"{base}/{n}", file_path=str(out / n), timeout=0) for n in names]
     for task in tasks:
-        if task.result().status_code != 200:
-            raise SystemExit(f"status {task.result().status_code}")
+        status = task.result().status_code
+        if status != 200:
+            raise SystemExit(f"status {status}")
 
 
 def main() -> int:
