@@ -218,6 +218,17 @@ class Config:
         """Chart path, next to the doc."""
         return self.doc.with_suffix(".png")
 
+    @property
+    def raw(self) -> Path:
+        """Every run's figures, as JSON: under .work/ for the doc in docs/ and the smoke
+        doc, else next to the doc, so that a run written elsewhere (``--out``) never
+        replaces the figures behind docs/benchmarks.md."""
+        if self.doc == DOC:
+            return WORK / "results-full.json"
+        if self.doc == SMOKE_DOC:
+            return WORK / "results-smoke.json"
+        return self.doc.with_suffix(".json")
+
 
 @dataclass
 class Tool:
@@ -996,8 +1007,10 @@ def s4_targets(scen: Scenario, cfg: Config, summ: dict[tuple[str, str], Summary]
         f"against {cfg.s4_floor:.3f} s), {'met' if f <= S4_TARGET else 'missed'}."
     ]
     if scen.http2:
-        others = {
-            t: s for (n, t), s in summ.items() if n == scen.name and t != "wxtransfer" and s.runs
+        others = {  # the peers: a reference is no tool to beat
+            t: s
+            for (n, t), s in summ.items()
+            if n == scen.name and t not in ("wxtransfer", REFERENCE) and s.runs
         }
         best = min(others.items(), key=lambda kv: kv[1].wall, default=None)
         if best is None:
@@ -1767,10 +1780,9 @@ def main(argv: list[str] | None = None) -> int:
             cs.stop()
         ng.stop()
         shutil.rmtree(data.outdir, ignore_errors=True)
-    raw = WORK / f"results-{'smoke' if cfg.smoke else 'full'}.json"
-    raw.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    cfg.raw.write_text(json.dumps([asdict(r) for r in results], indent=1))
     failed = [r for r in results if not r.ok]
-    print(f"wrote {cfg.doc} and {cfg.png} ({len(results)} runs, {len(failed)} failed)")
+    print(f"wrote {cfg.doc}, {cfg.png} and {cfg.raw} ({len(results)} runs, {len(failed)} failed)")
     return 1 if failed else 0
 
 
