@@ -3,7 +3,8 @@
 ``run.py`` measures each tool from outside, one process per run. This runs the same many
 small transfers several times in one process, against the bench's nginx, and prints per
 round the wall time and, per thread, the CPU time and the voluntary context switches
-(sleeps: waits for the GIL, a lock or a queue) per transfer, read from ``/proc``. Counts
+(sleeps: waits for the GIL, a lock or a queue) per transfer, read from ``/proc``; for
+wxtransfer also how long starting every task took and how many had ended by then. Counts
 move less than wall time on a busy machine, so a change that cuts hand-overs between
 threads shows in them first.
 
@@ -58,9 +59,11 @@ def thread_counters() -> dict[str, tuple[float, int]]:
 
 def wx_many(
     rt: wxtransfer.Runtime, base: str, names: list[str], files: Path, out: Path, up: bool
-) -> None:
+) -> str:
     """S1 or S2 as ``clients/wxtransfer.py`` runs them, but on a runtime that outlives the
-    round: its threads must still be there to be counted."""
+    round: its threads must still be there to be counted. Says how long starting every
+    task took, and how many had ended by then."""
+    t0 = time.perf_counter()
     tasks: list[wxtransfer.UploadTask] | list[wxtransfer.DownloadTask]
     if up:
         form = {"user": "bench"}
@@ -70,10 +73,13 @@ def wx_many(
         ]
     else:
         tasks = [rt.download_file(f"{base}/{n}", file_path=str(out / n), timeout=0) for n in names]
+    started = time.perf_counter() - t0
+    ended = sum(task.done() for task in tasks)
     for task in tasks:
         status = task.result().status_code
         if status != 200:
             raise SystemExit(f"status {status}")
+    return f"started in {started:.3f} s, {ended} ended by then"
 
 
 def main() -> int:
@@ -114,6 +120,7 @@ def main() -> int:
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
             before = thread_counters()
+            start = ""
             t0 = time.perf_counter()
             if a.what.startswith("pycurl"):  # clients/pycurl.py's loop, as run.py runs it
                 up = a.what == "pycurl-S2"
@@ -131,7 +138,9 @@ def main() -> int:
                     up,
                 )
             else:
-                wx_many(rt, ng.base_url, names, WORK / "files", out, a.what == "wxtransfer-S2")
+                start = wx_many(
+                    rt, ng.base_url, names, WORK / "files", out, a.what == "wxtransfer-S2"
+                )
             wall = time.perf_counter() - t0
             walls.append(wall)
             after = thread_counters()
@@ -143,6 +152,8 @@ def main() -> int:
                         f"{name} {(cpu - cpu0) * 1e6 / a.count:.0f} µs "
                         f"{(sleeps - sleeps0) / a.count:.2f} sleeps"
                     )
+            if start:
+                per.append(start)
             print(f"round {k + 1}: {wall:.3f} s | " + " | ".join(per), flush=True)
         print(f"{a.what}: median {statistics.median(walls):.3f} s, min {min(walls):.3f} s")
     finally:
