@@ -28,6 +28,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 	$(BIN)/python benchmarks/run.py --smoke
 	$(BIN)/python benchmarks/inprocess.py wxtransfer-S1 --rounds 1 --count 20
+	$(BIN)/python benchmarks/inprocess.py wxtransfer-D1 --rounds 1 --size-mib 4
 
 # The demo installs only what it runs: the library with its cli and server extras.
 DEMO_VENV := .venv-demo

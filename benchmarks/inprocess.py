@@ -11,6 +11,7 @@ threads shows in them first.
     python benchmarks/inprocess.py wxtransfer-S1 --rounds 7
     python benchmarks/inprocess.py wxtransfer-S2 --rounds 7 --pin 0
     python benchmarks/inprocess.py pycurl-S1 --count 1000   # clients/pycurl.py's loop
+    python benchmarks/inprocess.py wxtransfer-D1 --pin 0    # one 1 GiB download a round
 
 ``--pin CPU`` keeps the process on one CPU (Linux): the threads then hand the GIL over
 without waking another CPU. Attach ``perf`` or ``py-spy --gil`` to the process for
@@ -82,21 +83,36 @@ def wx_many(
     return f"started in {started:.3f} s, {ended} ended by then"
 
 
+def wx_big(rt: wxtransfer.Runtime, url: str, target: Path, size: int) -> None:
+    """D1: one big download, to the disk as run.py's D1 (unless ``--out`` says else)."""
+    result = rt.download_file(url, file_path=str(target), timeout=0).result()
+    if result.status_code != 200 or target.stat().st_size != size:
+        raise SystemExit(f"status {result.status_code}, {target.stat().st_size} bytes")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["wxtransfer-S1", "wxtransfer-S2", "pycurl-S1", "pycurl-S2"])
+    p.add_argument(
+        "what",
+        choices=["wxtransfer-S1", "wxtransfer-S2", "pycurl-S1", "pycurl-S2", "wxtransfer-D1"],
+    )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--size-mib", type=int, default=1024, help="D1's file size")
     p.add_argument("--pin", type=int, default=None, help="keep the process on this CPU")
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("/dev/shm/wxtransfer-inprocess") if Path("/dev/shm").is_dir() else None,
-        help="where the downloads go, emptied each round (default: tmpfs, so that the "
-        "disk's own costs stay out of the counts)",
+        default=None,
+        help="where the downloads go, emptied each round (default: S1 to tmpfs, so that "
+        "the disk's own costs stay out of the counts; D1 to the disk, as run.py's D1)",
     )
     a = p.parse_args()
-    out = a.out or WORK / "out"
+    big = a.what.endswith("D1")
+    tmpfs = Path("/dev/shm")
+    out = a.out or (tmpfs / "wxtransfer-inprocess" if tmpfs.is_dir() and not big else WORK / "out")
+    if big:
+        a.count = 1  # the counters below are per transfer: for D1, the whole download
 
     root = WORK / "www"
     (WORK / "files").mkdir(parents=True, exist_ok=True)
@@ -107,6 +123,13 @@ def main() -> int:
         for folder in (root, WORK / "files"):
             if not (folder / name).exists():
                 (folder / name).write_bytes(blob)
+    big_size = a.size_mib << 20
+    big_file = root / "big.bin"
+    if big and (not big_file.exists() or big_file.stat().st_size != big_size):
+        chunk = os.urandom(1 << 20)
+        with open(big_file, "wb") as f:
+            for _ in range(a.size_mib):
+                f.write(chunk)
     ng = Nginx(work=WORK / "nginx", root=root)
     ng.start()
     if a.pin is not None:
@@ -137,6 +160,8 @@ def main() -> int:
                     ),
                     up,
                 )
+            elif big:
+                wx_big(rt, f"{ng.base_url}/big.bin", out / "big.bin", big_size)
             else:
                 start = wx_many(
                     rt, ng.base_url, names, WORK / "files", out, a.what == "wxtransfer-S2"
