@@ -1483,12 +1483,18 @@ SMALL_TRANSFER_LIMITS = [
     "while the engine runs.",
     "- **The split itself** is measured in every run by `threaded` (pycurl's loop on the "
     "same three threads, with nothing else): threaded ÷ pycurl under each S1-S3 table, "
-    "0.96x to 1.28x in the full run above, 1.12x to 1.49x in a 3-round run on a busier "
-    "day. So the split is not what keeps S1 and S2 from 0.8x pycurl's loop (a wall of at "
-    "most 1.25x pycurl's): `threaded` meets it, and S3-up's 1.0x curl too (S3-down's not "
-    "in that run: 1.24x curl's wall). What keeps wxtransfer from them is its own work "
-    "beyond the split, wxtransfer ÷ threaded: 1.52x (S3-down) to 2.16x (S1) in the full "
-    "run above.",
+    "0.88x (S3-up) to 1.34x (S3-down) in the full run above, 0.96x to 1.28x in the one "
+    "before it, 1.12x to 1.49x in a 3-round run on a busier day. So the split is not what"
+    " keeps S1 from 0.8x pycurl's loop (a wall of at most 1.25x pycurl's): `threaded` "
+    "meets it (1.05x), S2's about (1.31x above, 1.16x the run before), and S3-up's 1.0x "
+    "curl (0.63x curl's wall); S3-down's not (1.06x curl's wall). What keeps wxtransfer "
+    "from them is its own work beyond the split, wxtransfer ÷ threaded: 1.53x (S3-up) to "
+    "1.92x (S1) in the full run above, 1.52x to 2.16x in the one before it. Even with no "
+    "hand-over across CPUs (the process on one CPU, `inprocess.py --pin 0`, 3 alternating"
+    " pairs of 5 rounds), wxtransfer's S1 took 1.6-2.5x the wall of pycurl's loop "
+    "(0.188-0.271 s against 0.104-0.127 s) and S2 1.8-2.3x (0.194-0.278 s against "
+    "0.110-0.119 s): with no hand-overs at all, wxtransfer's work per transfer is still "
+    "1.6-2.5 times the bare loop's.",
     "- **Beyond the split, S1 (downloads)**: the engine thread spends ~255 µs per download: "
     "Python ~126 µs (the head, the flow, the result and its profile, the file handed over, "
     "the next transfer set up), waiting for the GIL and locks ~54 µs, libcurl ~24 µs, "
@@ -1514,8 +1520,7 @@ SMALL_TRANSFER_LIMITS = [
     "must then sleep until it comes back: a third of the time goes to that ping-pong. On "
     "one CPU the holder keeps it until it blocks. pycurl's loop, on one thread, has no one "
     "to hand it to. A library cannot pin its caller; what it can do is hold less Python "
-    "per transfer and let go of the GIL less often (a writer job whose four system calls "
-    "run in C under one release, for instance). "
+    "per transfer (letting go of the GIL less often did not help: see below). "
     "Big files gain too: `inprocess.py wxtransfer-D1` (1 GiB to the disk, 3 alternating "
     "pairs of 5 rounds, medians) took 1.16-1.26 s, and 0.87-1.04 s on one CPU; a what-if "
     "that keeps only the runtime's two threads on one CPU, 0.93 s against 1.19 s free and"
@@ -1542,8 +1547,10 @@ SMALL_TRANSFER_LIMITS = [
     "~15 µs. The caller runs ~40 µs of Python per call (checks, task).",
     "- **S3 (HTTP/2)**: the same per-transfer costs as S1 and S2; TLS and HTTP/2 framing "
     "cost every tool about the same.",
-    "- **S4 (20 ms round trip)**: the network sets the pace; every tool is within a few "
-    "per cent of the floor, and the per-transfer CPU above adds about 1 % on HTTP/2.",
+    "- **S4 (20 ms round trip)**: the network sets the pace; curl, pycurl and wxtransfer "
+    "are within a few per cent of each other (wxtransfer 1.00x curl's wall on both in the "
+    "run above, 1.02x pycurl's on HTTP/2), and HTTP/2 costs each of them 6-7 % of the floor "
+    "over HTTP/1.1 here (one TLS handshake more, one connection through the proxy).",
     "",
     "Done, each checked by a test: a transfer takes its easy handle when it starts and "
     "leaves it to the next of its API (a thousand queued calls made a thousand "
