@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import importlib.metadata
+import subprocess
+import sys
 
 import pytest
 
@@ -51,6 +54,25 @@ def test_public_surface_is_pinned() -> None:
     assert [n for n in wxtransfer.__all__ if n not in ("WeChatRules",)] == EXPORTED
     for name in wxtransfer.__all__:
         assert hasattr(wxtransfer, name), name
+
+
+def test_version_is_the_installed_distributions() -> None:
+    assert wxtransfer.__version__ == importlib.metadata.version("wxtransfer")
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        wxtransfer.nope  # noqa: B018
+
+
+def test_import_leaves_out_what_only_some_calls_need() -> None:
+    """asyncio, importlib.metadata and email.utils were half of ``import wxtransfer`` and of
+    a ``wxtransfer`` command's start-up; they are imported where they are used."""
+    code = (
+        "import sys, wxtransfer, wxtransfer.cli\n"
+        "print(sorted({'asyncio', 'importlib.metadata', 'email.utils'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("name", ["Runtime", "UploadTask", "TransferError", "UploadFileResult"])

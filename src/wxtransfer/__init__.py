@@ -34,7 +34,7 @@ from ._results import (
 )
 from ._retry import Retry
 from ._rules import WeChatRules
-from ._runtime import Runtime, __version__, default_runtime, set_default_runtime
+from ._runtime import Runtime, default_runtime, package_version, set_default_runtime
 from ._task import DownloadTask, Task, UploadTask
 
 __all__ = [
@@ -228,7 +228,15 @@ def get_file_info(file_path: str, digest_algorithm: str = "md5") -> FileInfo:
 
 
 for _name in __all__:
-    _obj = globals()[_name]
+    _obj = globals().get(_name)  # __version__ comes from __getattr__ below
     if getattr(_obj, "__module__", "").startswith("wxtransfer._"):
         _obj.__module__ = "wxtransfer"
 del _name, _obj
+
+
+def __getattr__(name: str) -> str:
+    """``wxtransfer.__version__``, read from the installed distribution when first asked
+    for (see ``package_version``), so that importing wxtransfer does not pay for it."""
+    if name == "__version__":
+        return package_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

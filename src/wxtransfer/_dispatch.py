@@ -6,13 +6,16 @@ runtime's single dispatcher thread, like the platform's single JavaScript thread
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Dispatcher", "LoopDispatcher", "ThreadDispatcher", "run_callback"]
 
@@ -134,6 +137,8 @@ class LoopDispatcher(Dispatcher):
                 self._draining = None
 
     def runs_here(self) -> bool:
+        import asyncio  # imported already: a loop runs
+
         return asyncio._get_running_loop() is self._loop
 
     def run_until(self, done: Callable[[], bool], timeout: float | None) -> bool:

@@ -7,7 +7,6 @@ passed in, as urllib3's ``Retry`` (its ``get_backoff_time`` is pure; its blockin
 
 from __future__ import annotations
 
-import email.utils
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +111,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(int(value))
+    import email.utils  # rare, and a tenth of wxtransfer's import time: only when needed
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -7,11 +7,10 @@ closes: its temp files are removed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import dataclasses
-import importlib.metadata
+import functools
 import os
 import signal
 import sys
@@ -42,19 +41,31 @@ from ._rules import WeChatRules
 from ._task import DownloadTask, Task, UploadTask
 from ._transport import TransportConfig
 
-__all__ = ["Runtime", "before_start", "default_runtime", "set_default_runtime"]
+__all__ = [
+    "Runtime",
+    "before_start",
+    "default_runtime",
+    "package_version",
+    "set_default_runtime",
+]
 
 
-def _package_version() -> str:
+@functools.cache
+def package_version() -> str:
     """The installed distribution's version (pyproject's ``version``, the one place it is
-    written); ``0+unknown`` for a source tree that is not installed."""
+    written); ``0+unknown`` for a source tree that is not installed.
+
+    Read when first asked for, not at import: ``importlib.metadata`` costs a ``wxtransfer``
+    command a quarter of its start-up.
+    """
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("wxtransfer")
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
 
 
-__version__ = _package_version()
 DEFAULT_TIMEOUT_MS = 60000
 DEFAULT_CONCURRENCY = 10
 _SYSTEM_CA_BUNDLES = (
@@ -416,7 +427,9 @@ class Runtime:
         return task
 
     def _dispatcher_for_caller(self) -> Dispatcher:
-        loop = asyncio._get_running_loop()  # None outside a loop, without raising
+        # asyncio is imported only by code that uses it: before that no loop can run
+        aio = sys.modules.get("asyncio")
+        loop = aio._get_running_loop() if aio is not None else None  # None, without raising
         if loop is None:
             return self._dispatcher
         return LoopDispatcher(loop, self._dispatcher)
@@ -436,7 +449,7 @@ class Runtime:
             temp_dir=self._temp.path,
             ca_file=ca,
             resolve=self._resolve,
-            user_agent=f"wxtransfer/{__version__} libcurl/{libcurl}",
+            user_agent=f"wxtransfer/{package_version()} libcurl/{libcurl}",
             rules=self._rules,
         )
         return Engine(

@@ -6,7 +6,6 @@ callable runs on the task's dispatcher, one at a time and in the order the event
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import logging
@@ -186,6 +185,8 @@ class Task(Generic[R, P]):
         return await self._wait_async()
 
     async def _wait_async(self) -> R:
+        import asyncio  # only code that awaits needs it: not imported with wxtransfer
+
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from .. import _errors as errors
 from .._options import TimeoutUnitWarning
 from .._results import UploadProgress
-from .._runtime import __version__, before_start
+from .._runtime import before_start, package_version
 from .._task import Task, UploadTask
 from .download import DownloadOptions, Target, run_downloads, show_retries
 from .exit import (
@@ -68,7 +68,7 @@ __all__ = ["cli", "default_user_agent", "main"]
 
 def default_user_agent() -> str:
     """The ``User-Agent`` wxtransfer sends unless ``-A`` names another (``-v`` shows it)."""
-    return f"wxtransfer/{__version__} libcurl/{pycurl.version_info()[1]}"
+    return f"wxtransfer/{package_version()} libcurl/{pycurl.version_info()[1]}"
 
 
 class _Group(click.Group):
@@ -81,7 +81,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="wxtransfer")
+@click.version_option(package_name="wxtransfer", prog_name="wxtransfer")
 def cli() -> None:
     """Uploads and downloads the way wx.uploadFile / wx.downloadFile do them.
 

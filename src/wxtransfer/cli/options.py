@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import email.utils
 import functools
 import ipaddress
 import math
@@ -614,6 +613,8 @@ def time_condition(text: str) -> tuple[str, str, str | None]:
     unmodified = text.startswith("-")
     value = text[1:] if unmodified else text
     name = "If-Unmodified-Since" if unmodified else "If-Modified-Since"
+    import email.utils  # only -z needs it: not every command's start-up
+
     if os.path.exists(value):
         return name, email.utils.formatdate(os.stat(value).st_mtime, usegmt=True), value
     when: dt.datetime | None = None
