@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+import wxtransfer
 from tests.helpers import cli_on_terminal
 from tests.servers import free_port
 from tests.servers.app import pattern
@@ -248,7 +249,8 @@ def test_help_and_version() -> None:
     for command in ("upload", "download", "serve", "demo"):
         assert command in result.stdout
     result = invoke("--version")
-    assert result.exit_code == 0 and "wxtransfer" in result.stdout
+    assert result.exit_code == 0
+    assert result.stdout == f"wxtransfer, version {wxtransfer.__version__}\n"
 
 
 def test_python_dash_m(tmp_path: Path) -> None:

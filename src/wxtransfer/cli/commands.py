@@ -80,8 +80,23 @@ class _Group(click.Group):
             raise click.exceptions.Exit(ExitStatus.INTERRUPTED) from None
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the same reading as ``wxtransfer.__version__`` (``0+unknown`` for a
+    source tree that is not installed), made only when asked for."""
+    if value and not ctx.resilient_parsing:
+        click.echo(f"wxtransfer, version {package_version()}")
+        ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="wxtransfer", prog_name="wxtransfer")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """Uploads and downloads the way wx.uploadFile / wx.downloadFile do them.
 
