@@ -45,6 +45,7 @@ __all__ = [
     "Runtime",
     "before_start",
     "default_runtime",
+    "default_user_agent",
     "package_version",
     "set_default_runtime",
 ]
@@ -64,6 +65,11 @@ def package_version() -> str:
         return importlib.metadata.version("wxtransfer")
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+def default_user_agent() -> str:
+    """The ``User-Agent`` every transfer sends unless its headers name another."""
+    return f"wxtransfer/{package_version()} libcurl/{pycurl.version_info()[1]}"
 
 
 DEFAULT_TIMEOUT_MS = 60000
@@ -444,12 +450,11 @@ class Runtime:
                         with open(part, "rb") as src:
                             out.write(src.read().rstrip(b"\n") + b"\n")
             ca = combined
-        libcurl = pycurl.version_info()[1]
         config = TransportConfig(
             temp_dir=self._temp.path,
             ca_file=ca,
             resolve=self._resolve,
-            user_agent=f"wxtransfer/{package_version()} libcurl/{libcurl}",
+            user_agent=default_user_agent(),
             rules=self._rules,
         )
         return Engine(

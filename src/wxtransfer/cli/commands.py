@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import pycurl
 from rich.console import Console
 
 from .. import _errors as errors
 from .._options import TimeoutUnitWarning
 from .._results import UploadProgress
-from .._runtime import before_start, package_version
+from .._runtime import before_start, default_user_agent, package_version
 from .._task import Task, UploadTask
 from .download import DownloadOptions, Target, run_downloads, show_retries
 from .exit import (
@@ -64,11 +63,6 @@ from .output import (
 from .output import write_out as render_write_out
 
 __all__ = ["cli", "default_user_agent", "main"]
-
-
-def default_user_agent() -> str:
-    """The ``User-Agent`` wxtransfer sends unless ``-A`` names another (``-v`` shows it)."""
-    return f"wxtransfer/{package_version()} libcurl/{pycurl.version_info()[1]}"
 
 
 class _Group(click.Group):
